@@ -1,0 +1,86 @@
+//! State shared by every reconciler.
+use std::sync::{Arc, OnceLock};
+
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+
+use super::backoff::Backoff;
+use super::listings::Listings;
+use super::registry::Registry;
+use crate::api::{VpsBackup, VpsProvider, VpsSnapshot};
+use crate::telemetry::metrics::Metrics;
+
+pub struct Context {
+    pub client: Client,
+    pub registry: Registry,
+    pub listings: Listings,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub backoff: Backoff,
+    /// Markers of creates this process sent, so a stale cache read is not reported as an
+    /// adoption after a crash.
+    pub created: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Caches of the controllers, filled once they start (used to see every declared object
+    /// on a server when planning, and to map watch events to objects).
+    pub providers: OnceLock<Store<VpsProvider>>,
+    pub snapshots: OnceLock<Store<VpsSnapshot>>,
+    pub backups: OnceLock<Store<VpsBackup>>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: "vpsnap".into(),
+            instance,
+        };
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            registry: Registry::default(),
+            backoff: Backoff::default(),
+            created: Default::default(),
+            listings: Listings::default(),
+            metrics,
+            providers: OnceLock::new(),
+            snapshots: OnceLock::new(),
+            backups: OnceLock::new(),
+        })
+    }
+
+    /// Publishes an Event; a failure to publish is logged, never fatal.
+    pub async fn event<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(truncate(note, 1000)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
+
+pub fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}

@@ -1,0 +1,188 @@
+//! One provider list call per server per poll, shared by every object on that server.
+//!
+//! A reconcile asks for the server's listing no older than some age: a fresh enough cached
+//! listing is reused, otherwise one caller lists while the others wait on the same per-server
+//! lock and then reuse its answer. The same lock serialises plan-and-act on a server, so two
+//! objects never both take its last free slot.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use super::registry::ProviderKey;
+use crate::provider::{ProviderClient, ProviderError, RemoteBackup, RemoteSnapshot, RemoteState};
+
+/// Snapshots and backups have separate limits and separate lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Class {
+    Snapshot,
+    Backup,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Snapshot => "snapshot",
+            Class::Backup => "backup",
+        }
+    }
+}
+
+/// A provider object, whichever class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub id: String,
+    /// Snapshot name, or backup description (where vpsnap's tag lives).
+    pub label: String,
+    pub state: RemoteState,
+    pub raw_status: String,
+    pub created_at: Option<jiff::Timestamp>,
+    pub size_mb: Option<u64>,
+    pub protected: bool,
+    /// Made by the provider itself (automatic backups): never ours.
+    pub automatic: bool,
+}
+
+impl From<RemoteSnapshot> for Item {
+    fn from(s: RemoteSnapshot) -> Self {
+        Item {
+            id: s.id,
+            label: s.name,
+            state: s.state,
+            raw_status: s.raw_status,
+            created_at: s.created_at,
+            size_mb: s.size_mb,
+            protected: s.protected,
+            automatic: false,
+        }
+    }
+}
+
+impl From<RemoteBackup> for Item {
+    fn from(b: RemoteBackup) -> Self {
+        Item {
+            id: b.id,
+            label: b.description.unwrap_or_default(),
+            state: b.state,
+            raw_status: b.raw_status,
+            created_at: b.created_at,
+            size_mb: b.size_mb,
+            protected: false,
+            automatic: b.kind == crate::provider::BackupKind::Automatic,
+        }
+    }
+}
+
+/// A server's objects of one class as last listed.
+#[derive(Clone, Debug)]
+pub struct ServerListing {
+    pub items: Vec<Item>,
+    /// False when the provider said there are more than it returned.
+    pub complete: bool,
+    pub fetched: Instant,
+    pub fetched_at: jiff::Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ServerKey {
+    pub provider: ProviderKey,
+    pub server: u64,
+    pub class: Class,
+}
+
+#[derive(Default)]
+struct Slot {
+    listing: Option<ServerListing>,
+}
+
+#[derive(Clone, Default)]
+pub struct Listings {
+    slots: Arc<Mutex<HashMap<ServerKey, Arc<AsyncMutex<Slot>>>>>,
+}
+
+/// Exclusive access to one server: its cached listing, and the right to create or delete there.
+pub struct ServerGuard {
+    guard: OwnedMutexGuard<Slot>,
+}
+
+impl Listings {
+    pub async fn lock(&self, key: &ServerKey) -> ServerGuard {
+        let slot = {
+            let mut slots = self.slots.lock().expect("listings lock");
+            slots.entry(key.clone()).or_default().clone()
+        };
+        ServerGuard {
+            guard: slot.lock_owned().await,
+        }
+    }
+
+    /// Drops cached listings of a provider (its client or credentials changed).
+    pub fn forget_provider(&self, provider: &ProviderKey) {
+        self.slots
+            .lock()
+            .expect("listings lock")
+            .retain(|k, _| &k.provider != provider);
+    }
+}
+
+impl ServerGuard {
+    /// The listing, from cache when younger than `max_age`, else from one list call.
+    pub async fn listing(
+        &mut self,
+        client: &ProviderClient,
+        key: &ServerKey,
+        max_age: Duration,
+    ) -> Result<ServerListing, ProviderError> {
+        if let Some(l) = &self.guard.listing
+            && l.fetched.elapsed() < max_age
+        {
+            return Ok(l.clone());
+        }
+        let fetched = Instant::now();
+        let fetched_at = jiff::Timestamp::now();
+        let listing = match key.class {
+            Class::Snapshot => {
+                let l = client.list_snapshots(key.server).await?;
+                ServerListing {
+                    items: l.items.into_iter().map(Item::from).collect(),
+                    complete: l.complete,
+                    fetched,
+                    fetched_at,
+                }
+            }
+            Class::Backup => {
+                let l = client.list_backups(key.server).await?;
+                ServerListing {
+                    items: l.items.into_iter().map(Item::from).collect(),
+                    complete: l.complete,
+                    fetched,
+                    fetched_at,
+                }
+            }
+        };
+        self.guard.listing = Some(listing.clone());
+        Ok(listing)
+    }
+
+    /// Records an object the provider just returned from a create, so the next reconcile on
+    /// this server counts it without listing again.
+    pub fn add(&mut self, item: Item) {
+        if let Some(l) = &mut self.guard.listing {
+            l.items.retain(|i| i.id != item.id);
+            l.items.push(item);
+        }
+    }
+
+    /// Records a confirmed deletion.
+    pub fn remove(&mut self, id: &str) {
+        if let Some(l) = &mut self.guard.listing {
+            l.items.retain(|i| i.id != id);
+        }
+    }
+
+    /// Forces the next reader to list again (an outcome we could not observe).
+    pub fn invalidate(&mut self) {
+        self.guard.listing = None;
+    }
+}

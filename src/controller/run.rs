@@ -1,0 +1,284 @@
+//! Wiring: client, caches, the three controllers, the HTTP endpoint, shutdown.
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::{Client, Resource, ResourceExt};
+
+use super::context::Context;
+use super::provider;
+use super::restore_point::{self, RestorePoint};
+use crate::api::{VpsBackup, VpsProvider, VpsSnapshot};
+use crate::telemetry::http::{self, Readiness};
+use crate::telemetry::logging::{self, LogFormat};
+use crate::telemetry::metrics::{Metrics, PhaseLabels};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControllerArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "VPSNAP_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Address of the /metrics, /livez and /readyz endpoint.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "VPSNAP_METRICS_ADDR")]
+    pub metrics_addr: SocketAddr,
+    /// Reconcile only while holding the leader Lease (run more than one replica safely).
+    #[arg(long, env = "VPSNAP_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "vpsnap-leader")]
+    pub lease_name: String,
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else "default").
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Lease duration in seconds: a standby takes over at most this long after the leader stops.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_secs: u64,
+    /// Reconciles running at once, per kind.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "VPSNAP_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
+    logging::init(args.log_format);
+    let client = Client::try_default().await?;
+    let metrics = Metrics::new();
+    let ctx = Context::new(
+        client.clone(),
+        metrics.clone(),
+        std::env::var("POD_NAME").ok(),
+    );
+    let ready = Readiness::default();
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let rx = shutdown_rx.clone();
+        move || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }
+        }
+    };
+
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown_tx.send(true);
+    });
+
+    let refresh_ctx = ctx.clone();
+    let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || refresh_gauges(&refresh_ctx));
+    let http = tokio::spawn(http::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        ready.clone(),
+        refresh,
+        shutdown(),
+    ));
+
+    let leader = super::leader::Leadership::start(&client, &args, shutdown()).await?;
+    leader.wait_until_leader().await;
+    if *shutdown_rx.borrow() {
+        return Ok(());
+    }
+    tracing::info!(namespace = ?args.watch_namespace, "starting controllers");
+
+    let cfg = controller::Config::default().concurrency(args.concurrency);
+    let ns = &args.watch_namespace;
+
+    // Providers: also woken when a referenced Secret changes (metadata only: no Secret data
+    // is ever cached, and memory does not grow with the cluster's Secrets).
+    let (provider_reader, provider_writer) = reflector::store();
+    let provider_stream = watcher(api::<VpsProvider>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(provider_writer)
+        .touched_objects();
+    let _ = ctx.providers.set(provider_reader.clone());
+    let secret_trigger = watcher(
+        api::<PartialObjectMeta<Secret>>(&client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let providers_for_secrets = provider_reader.clone();
+    let providers = Controller::for_stream(provider_stream, provider_reader.clone())
+        .with_config(cfg.clone())
+        .watches_stream(secret_trigger, move |secret| {
+            let ns = secret.namespace();
+            let name = secret.name_any();
+            providers_for_secrets
+                .state()
+                .into_iter()
+                .filter(|p| p.namespace() == ns && p.spec.credentials_secret_ref.name == name)
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown())
+        .run(provider::reconcile, provider::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
+
+    let (snapshots, snapshot_reader) =
+        restore_point_controller::<VpsSnapshot, _>(&client, ns, &ctx, cfg.clone(), shutdown());
+    let _ = ctx.snapshots.set(snapshot_reader.clone());
+    let (backups, backup_reader) =
+        restore_point_controller::<VpsBackup, _>(&client, ns, &ctx, cfg, shutdown());
+    let _ = ctx.backups.set(backup_reader.clone());
+
+    let readiness = {
+        let ready = ready.clone();
+        async move {
+            let synced = future::join3(
+                provider_reader.wait_until_ready(),
+                snapshot_reader.wait_until_ready(),
+                backup_reader.wait_until_ready(),
+            )
+            .await;
+            if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() {
+                tracing::info!("caches synced; ready");
+                ready.set_ready();
+            }
+        }
+    };
+
+    let lost = leader.lost();
+    tokio::select! {
+        _ = future::join4(providers, snapshots, backups, readiness) => {}
+        _ = lost => {
+            tracing::error!("leadership lost; exiting so no provider call is made without the lease");
+            std::process::exit(1);
+        }
+    }
+    leader.release().await;
+    let _ = http.await;
+    Ok(())
+}
+
+fn restore_point_controller<K, S>(
+    client: &Client,
+    ns: &Option<String>,
+    ctx: &Arc<Context>,
+    cfg: controller::Config,
+    shutdown: S,
+) -> (impl std::future::Future<Output = ()> + use<K, S>, Store<K>)
+where
+    K: RestorePoint,
+    S: std::future::Future<Output = ()> + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    // Managed fields are most of an object's size and never read here.
+    let stream = watcher(api::<K>(client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects();
+    let provider_targets = reader.clone();
+    let registry_targets = reader.clone();
+    let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
+        let targets: Vec<ObjectRef<K>> = registry_targets
+            .state()
+            .into_iter()
+            .filter(|o| {
+                o.namespace().as_deref() == Some(ns.as_str()) && o.common().provider == name
+            })
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect();
+        futures::stream::iter(targets)
+    });
+    let fut = Controller::for_stream(stream, reader.clone())
+        .reconcile_on(ready_changes)
+        .with_config(cfg)
+        // A provider turning Ready (or changing) wakes the objects that wait for it.
+        .watches(
+            api::<VpsProvider>(client, ns),
+            watcher::Config::default(),
+            move |p| {
+                let ns = p.namespace();
+                let name = p.name_any();
+                provider_targets
+                    .state()
+                    .into_iter()
+                    .filter(|o| o.namespace() == ns && o.common().provider == name)
+                    .map(|o| ObjectRef::from_obj(o.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(
+            restore_point::reconcile::<K>,
+            restore_point::error_policy::<K>,
+            ctx.clone(),
+        )
+        .for_each(|r| {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "controller event");
+            }
+            future::ready(())
+        });
+    (fut, reader)
+}
+
+fn refresh_gauges(ctx: &Context) {
+    fn count<K: RestorePoint>(ctx: &Context, store: Option<&Store<K>>) {
+        let Some(store) = store else { return };
+        let mut by_phase = std::collections::BTreeMap::<&'static str, i64>::new();
+        for phase in [
+            "Pending", "Creating", "Ready", "Failed", "Blocked", "Evicted", "Deleting",
+        ] {
+            by_phase.insert(phase, 0);
+        }
+        for o in store.state() {
+            let phase = o
+                .status()
+                .and_then(|s| s.phase)
+                .unwrap_or_default()
+                .as_str();
+            *by_phase.entry(phase).or_default() += 1;
+        }
+        for (phase, n) in by_phase {
+            ctx.metrics
+                .objects
+                .get_or_create(&PhaseLabels {
+                    kind: K::KIND,
+                    phase,
+                })
+                .set(n);
+        }
+    }
+    count::<VpsSnapshot>(ctx, ctx.snapshots.get());
+    count::<VpsBackup>(ctx, ctx.backups.get());
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,29 @@
+//! The provider layer: one client per provider API behind a common interface, with the
+//! etiquette (rate limit, in-flight bound, backoff) every account shares.
+//!
+//! Data flows: controller → `ProviderClient` (enum over the two APIs) → `etiquette::Gate`
+//! (token bucket + in-flight bound + retry policy) → HTTP (`transport`).
+
+mod client;
+mod error;
+mod etiquette;
+mod model;
+mod secret;
+mod transport;
+mod vps_rest;
+mod zomro;
+mod zomro_json;
+
+#[cfg(test)]
+mod test_support;
+
+pub use client::ProviderClient;
+pub use error::{ProviderError, RetryAdvice};
+pub use etiquette::{
+    Gate, GateLimits, GatePermit, Idempotency, NoopObserver, RequestObserver, RetryPolicy,
+};
+pub use model::*;
+pub use secret::Secret;
+pub use transport::install_crypto_provider;
+pub use vps_rest::VpsRestClient;
+pub use zomro::ZomroClient;

@@ -1,0 +1,475 @@
+//! Helpers for integration tests against the real control plane started by `scripts/test.sh`:
+//! a client, a fresh namespace per test, CRD installation, condition waits that say what they
+//! last saw, and the operator run as a real process.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, Resource};
+use serde::de::DeserializeOwned;
+use tokio::process::{Child, Command};
+
+pub fn kubeconfig_path() -> PathBuf {
+    match std::env::var_os("VPSNAP_TEST_KUBECONFIG") {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "integration tests need the local control plane: run ./scripts/test.sh (it builds, starts and stops one), \
+             or start one with `scripts/control-plane.sh up /tmp/cp` and export VPSNAP_TEST_KUBECONFIG=/tmp/cp/kubeconfig"
+        ),
+    }
+}
+
+pub async fn client() -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig_path()).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+/// Applies every CRD (server-side, idempotent) and waits until each is Established.
+pub async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in vpsnap::api::all_crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        api.patch(
+            &name,
+            &PatchParams::apply("vpsnap-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply CRD");
+    }
+    for crd in vpsnap::api::all_crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        wait_for(
+            &api,
+            &name,
+            Duration::from_secs(60),
+            |c: &CustomResourceDefinition| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    })
+            },
+        )
+        .await;
+    }
+}
+
+/// A namespace that exists for one test.
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, prefix: &str) -> Self {
+        let name = format!("{prefix}-{:08x}", rand::random::<u32>());
+        let api: Api<Namespace> = Api::all(client.clone());
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(name.clone());
+        api.create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        Self {
+            name,
+            client: client.clone(),
+        }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    pub async fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        let api: Api<Secret> = self.api();
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.into());
+        s.string_data = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        api.patch(
+            name,
+            &PatchParams::apply("vpsnap-tests").force(),
+            &Patch::Apply(&serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                "stringData": s.string_data,
+            })),
+        )
+        .await
+        .expect("apply secret");
+    }
+
+    /// Deletes the namespace; objects still carrying finalizers are left for the
+    /// controller-manager's namespace controller.
+    pub async fn delete(self) {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let _ = api.delete(&self.name, &DeleteParams::default()).await;
+    }
+}
+
+/// Polls `name` until `pred` holds; on timeout panics with the last object seen.
+pub async fn wait_for<K, F>(api: &Api<K>, name: &str, timeout: Duration, pred: F) -> K
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug + serde::Serialize,
+    F: Fn(&K) -> bool,
+{
+    let start = Instant::now();
+    let mut last: Option<K> = None;
+    loop {
+        match api.get_opt(name).await {
+            Ok(Some(obj)) => {
+                if pred(&obj) {
+                    return obj;
+                }
+                last = Some(obj);
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("wait_for {name}: {e}"),
+        }
+        if start.elapsed() > timeout {
+            let seen = last
+                .map(|o| serde_yaml::to_string(&o).unwrap_or_default())
+                .unwrap_or_else(|| "nothing (object absent)".into());
+            panic!("timed out after {timeout:?} waiting for {name}; last seen:\n{seen}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until `name` is gone.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug + serde::Serialize,
+{
+    let start = Instant::now();
+    loop {
+        match api.get_opt(name).await {
+            Ok(None) => return,
+            Ok(Some(o)) if start.elapsed() > timeout => {
+                panic!(
+                    "timed out after {timeout:?} waiting for {name} to go; last seen:\n{}",
+                    serde_yaml::to_string(&o).unwrap_or_default()
+                )
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Condition `type_` of a status with `conditions`, as (status, reason, message).
+pub fn condition(obj: &impl serde::Serialize, type_: &str) -> Option<(String, String, String)> {
+    let v = serde_json::to_value(obj).ok()?;
+    let cs = v.get("status")?.get("conditions")?.as_array()?;
+    let c = cs
+        .iter()
+        .find(|c| c.get("type").and_then(|t| t.as_str()) == Some(type_))?;
+    let s = |k: &str| {
+        c.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some((s("status"), s("reason"), s("message")))
+}
+
+pub fn has_condition(
+    obj: &impl serde::Serialize,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> bool {
+    condition(obj, type_).is_some_and(|(s, r, _)| s == status && reason.is_none_or(|x| x == r))
+}
+
+pub fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// The operator as a real process, watching one namespace, killed on drop.
+pub struct Operator {
+    pub child: Child,
+    pub metrics_addr: SocketAddr,
+}
+
+impl Operator {
+    pub async fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, &[], None).await
+    }
+
+    /// `kubeconfig` overrides the admin kubeconfig (e.g. a ServiceAccount's).
+    pub async fn start_with(namespace: &str, extra: &[&str], kubeconfig: Option<PathBuf>) -> Self {
+        let metrics_addr = free_addr();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpsnap"));
+        cmd.arg("controller")
+            .arg("--watch-namespace")
+            .arg(namespace)
+            .arg("--metrics-addr")
+            .arg(metrics_addr.to_string())
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig.unwrap_or_else(kubeconfig_path))
+            .env(
+                "RUST_LOG",
+                std::env::var("VPSNAP_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
+            )
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if std::env::var_os("VPSNAP_TEST_QUIET").is_some() {
+            cmd.stderr(Stdio::null()).stdout(Stdio::null());
+        }
+        let child = cmd.spawn().expect("start vpsnap controller");
+        Self {
+            child,
+            metrics_addr,
+        }
+    }
+
+    /// Kills the process at once (SIGKILL): a crash, not a clean shutdown.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        reqwest::get(url)
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body")
+    }
+}
+
+/// Starts an in-process simulator on a free port.
+pub async fn simulator(config: vpsnap::sim::SimConfig) -> vpsnap::sim::SimHandle {
+    vpsnap::sim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("start simulator")
+}
+
+/// Server-side applies `body` (a full manifest) into the namespace of `api`.
+pub async fn apply<K>(api: &Api<K>, body: serde_json::Value) -> K
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + serde::Serialize,
+{
+    let name = body["metadata"]["name"]
+        .as_str()
+        .expect("metadata.name")
+        .to_string();
+    let mut body = body;
+    body["apiVersion"] = K::api_version(&()).into_owned().into();
+    body["kind"] = K::kind(&()).into_owned().into();
+    api.patch(
+        &name,
+        &PatchParams::apply("vpsnap-tests").force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {name}: {e}"))
+}
+
+/// One test's world: a namespace, a simulator, and the operator watching that namespace.
+pub struct World {
+    pub client: Client,
+    pub ns: TestNamespace,
+    pub sim: vpsnap::sim::SimHandle,
+    pub operator: Option<Operator>,
+}
+
+impl World {
+    pub async fn new(prefix: &str, config: vpsnap::sim::SimConfig) -> Self {
+        let client = client().await;
+        install_crds(&client).await;
+        let ns = TestNamespace::new(&client, prefix).await;
+        let sim = simulator(config).await;
+        let operator = Some(Operator::start(&ns.name).await);
+        Self {
+            client,
+            ns,
+            sim,
+            operator,
+        }
+    }
+
+    /// A VpsRest provider on the simulator with fast polling, plus its Secret.
+    pub async fn vps_rest_provider(&self, name: &str, token: &str, extra: serde_json::Value) {
+        self.ns
+            .secret(&format!("{name}-credentials"), &[("token", token)])
+            .await;
+        let mut spec = serde_json::json!({
+            "type": "VpsRest",
+            "endpoint": self.sim.vps_rest_url(),
+            "credentialsSecretRef": {"name": format!("{name}-credentials")},
+            "pollInterval": "1s",
+            "resyncInterval": "20s",
+            "requestsPerSecond": 50,
+        });
+        merge(&mut spec, extra);
+        apply(
+            &self.ns.api::<vpsnap::api::VpsProvider>(),
+            serde_json::json!({"metadata": {"name": name}, "spec": spec}),
+        )
+        .await;
+    }
+
+    pub async fn zomro_provider(&self, name: &str, user: &str, password: &str) {
+        self.ns
+            .secret(
+                &format!("{name}-credentials"),
+                &[("username", user), ("password", password)],
+            )
+            .await;
+        let spec = serde_json::json!({
+            "type": "Zomro",
+            "endpoint": self.sim.zomro_url(),
+            "credentialsSecretRef": {"name": format!("{name}-credentials")},
+            "pollInterval": "1s",
+            "resyncInterval": "20s",
+            "requestsPerSecond": 50,
+        });
+        apply(
+            &self.ns.api::<vpsnap::api::VpsProvider>(),
+            serde_json::json!({"metadata": {"name": name}, "spec": spec}),
+        )
+        .await;
+    }
+
+    pub async fn snapshot(
+        &self,
+        name: &str,
+        provider: &str,
+        server: u64,
+        extra: serde_json::Value,
+    ) -> vpsnap::api::VpsSnapshot {
+        let mut spec = serde_json::json!({"providerRef": {"name": provider}, "serverId": server});
+        merge(&mut spec, extra);
+        apply(
+            &self.ns.api::<vpsnap::api::VpsSnapshot>(),
+            serde_json::json!({"metadata": {"name": name}, "spec": spec}),
+        )
+        .await
+    }
+
+    pub async fn backup(
+        &self,
+        name: &str,
+        provider: &str,
+        server: u64,
+        extra: serde_json::Value,
+    ) -> vpsnap::api::VpsBackup {
+        let mut spec = serde_json::json!({"providerRef": {"name": provider}, "serverId": server});
+        merge(&mut spec, extra);
+        apply(
+            &self.ns.api::<vpsnap::api::VpsBackup>(),
+            serde_json::json!({"metadata": {"name": name}, "spec": spec}),
+        )
+        .await
+    }
+
+    pub async fn wait_ready<K>(&self, name: &str, timeout: Duration) -> K
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + serde::Serialize,
+    {
+        wait_for(&self.ns.api::<K>(), name, timeout, |o: &K| {
+            has_condition(o, "Ready", "True", None)
+        })
+        .await
+    }
+
+    pub async fn wait_reason<K>(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> K
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + serde::Serialize,
+    {
+        wait_for(&self.ns.api::<K>(), name, timeout, |o: &K| {
+            has_condition(o, type_, status, Some(reason))
+        })
+        .await
+    }
+
+    pub async fn restart_operator(&mut self) {
+        if let Some(op) = self.operator.take() {
+            op.kill().await;
+        }
+        self.operator = Some(Operator::start(&self.ns.name).await);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(op) = self.operator.take() {
+            op.kill().await;
+        }
+        self.ns.delete().await;
+    }
+}
+
+fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(b), serde_json::Value::Object(e)) = (base.as_object_mut(), extra) {
+        for (k, v) in e {
+            b.insert(k, v);
+        }
+    }
+}
+
+/// Creates the simulator counts for `endpoint` (e.g. `vps_rest.snapshots.create`).
+pub fn calls(sim: &vpsnap::sim::SimHandle, endpoint: &str) -> u64 {
+    sim.calls().get(endpoint).copied().unwrap_or(0)
+}
+
+pub fn sim_config(servers: &[u64]) -> vpsnap::sim::SimConfig {
+    vpsnap::sim::SimConfig {
+        servers: servers.to_vec(),
+        tokens: vec!["good-token".into()],
+        zomro_users: vec![("zuser".into(), "zpass".into())],
+        create_delay: Duration::from_millis(800),
+        restore_delay: Duration::from_millis(800),
+        ..Default::default()
+    }
+}
+
+impl World {
+    pub async fn wait_for_phase(&self, name: &str, phase: &str) -> vpsnap::api::VpsSnapshot {
+        wait_for(
+            &self.ns.api::<vpsnap::api::VpsSnapshot>(),
+            name,
+            Duration::from_secs(60),
+            |o: &vpsnap::api::VpsSnapshot| {
+                o.status.as_ref().and_then(|s| s.phase).map(|p| p.as_str()) == Some(phase)
+            },
+        )
+        .await
+    }
+}
