@@ -29,12 +29,19 @@ tmp=$(mktemp -d "$cache_root/control-plane/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 echo "building control plane $kube_version and helm $helm_version into $dest (first run only, ~15-25 min on 2 cores)" >&2
 start=$(date +%s)
+# Stamp the Kubernetes version the way the upstream release build does; without it the
+# apiserver reports v0.0.0-master and version-gated tools (helm's kubeVersion) refuse it.
+minor=$(echo "$kube_version" | cut -d. -f2)
+version_flags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_flags+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
 (
   cd "$src"
   export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
   for cmd in etcd kube-apiserver kube-controller-manager kubectl; do
     echo "  go build $cmd" >&2
-    go build -trimpath -ldflags='-s -w' -o "$tmp/bin/$cmd" "./cmd/$cmd"
+    go build -trimpath -ldflags="-s -w$version_flags" -o "$tmp/bin/$cmd" "./cmd/$cmd"
   done
 )
 echo "  go install helm $helm_version" >&2

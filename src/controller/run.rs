@@ -97,7 +97,16 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
     ));
 
     let leader = super::leader::Leadership::start(&client, &args, shutdown()).await?;
-    leader.wait_until_leader().await;
+    // A standby is healthy while it waits: reporting it unready would stall rollouts and
+    // node drains behind the PodDisruptionBudget. Once leading it is unready until synced.
+    if args.leader_election {
+        ready.set(true);
+    }
+    tokio::select! {
+        _ = leader.wait_until_leader() => {}
+        _ = shutdown() => return Ok(()),
+    }
+    ready.set(false);
     if *shutdown_rx.borrow() {
         return Ok(());
     }

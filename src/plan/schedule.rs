@@ -554,7 +554,6 @@ mod tests {
         );
     }
 
-    const HOUR: Duration = Duration::from_secs(3600);
     const MINUTE: Duration = Duration::from_secs(60);
 
     fn decision(

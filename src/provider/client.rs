@@ -295,8 +295,12 @@ mod tests {
         let error = |kind: &str| {
             format!(r#"{{"doc": {{"error": {{"$type": "{kind}", "msg": {{"$": "{echo}"}}}}}}}}"#)
         };
+        // Before a login succeeds there is no session the provider could echo.
+        let before_login = format!(
+            r#"{{"doc": {{"error": {{"$type": "auth", "msg": {{"$": "{USER} {PASSWORD}"}}}}}}}}"#
+        );
         let server = MockServer::start(vec![
-            reply(200, error("auth")),
+            reply(200, before_login),
             reply(200, login.clone()),
             reply(200, error("value")),
             reply(200, r#"{"doc": {"elem": []}}"#),
@@ -304,7 +308,11 @@ mod tests {
             reply(200, login.clone()),
             reply(500, format!("<html>{echo}</html>")),
             reply(200, format!(r#"{{"doc": {{"elem": {{"id": {{"$": "1"}}, "name": {{"$": "a"}}, "createdate": {{"$": "{SESSION}"}}}}}}}}"#)),
-            reply(200, error("missed")),
+            // The authinfo client never holds a session.
+            reply(
+                200,
+                format!(r#"{{"doc": {{"error": {{"$type": "missed", "msg": {{"$": "{USER}:{PASSWORD}"}}}}}}}}"#),
+            ),
         ])
         .await;
         let client = zomro(&server.url, true);

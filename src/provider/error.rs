@@ -83,6 +83,35 @@ impl ProviderError {
     }
 }
 
+impl ProviderError {
+    /// Masks every known secret in the message; the last step before an error built from
+    /// provider data leaves a client, for parsers that quote values but know no secrets.
+    pub(crate) fn mask(self, secrets: &[&str]) -> Self {
+        let m = |text: String| mask_text(text, secrets);
+        match self {
+            ProviderError::Auth(t) => ProviderError::Auth(m(t)),
+            ProviderError::NotFound(t) => ProviderError::NotFound(m(t)),
+            ProviderError::LimitReached(t) => ProviderError::LimitReached(m(t)),
+            ProviderError::InvalidRequest(t) => ProviderError::InvalidRequest(m(t)),
+            ProviderError::InvalidState(t) => ProviderError::InvalidState(m(t)),
+            ProviderError::Transient(t) => ProviderError::Transient(m(t)),
+            ProviderError::Protocol(t) => ProviderError::Protocol(m(t)),
+            ProviderError::Unsupported(t) => ProviderError::Unsupported(m(t)),
+            ProviderError::Protected(t) => ProviderError::Protected(m(t)),
+            limited @ ProviderError::RateLimited { .. } => limited,
+        }
+    }
+}
+
+fn mask_text(text: String, secrets: &[&str]) -> String {
+    let mut ordered: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
+    // Longest first, so a secret that contains another (`login:password`) is masked whole.
+    ordered.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    ordered
+        .into_iter()
+        .fold(text, |text, secret| text.replace(secret, "***"))
+}
+
 /// Provider-supplied text longer than this is cut: it ends up in conditions and Events, which
 /// must stay readable, and an HTML error page says nothing useful after its first lines.
 const MAX_DETAIL_CHARS: usize = 300;
@@ -91,13 +120,7 @@ const MAX_DETAIL_CHARS: usize = 300;
 /// error message: every known secret is masked — a provider may echo the login back — control
 /// characters become spaces, and the result is bounded in length.
 pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
-    let mut ordered: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
-    // Longest first, so a secret that contains another (`login:password`) is masked whole.
-    ordered.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut masked = text.to_owned();
-    for secret in ordered {
-        masked = masked.replace(secret, "***");
-    }
+    let masked = mask_text(text.to_owned(), secrets);
     let mut out = String::with_capacity(masked.len().min(MAX_DETAIL_CHARS + 3));
     let mut last_space = false;
     for (n, c) in masked.chars().enumerate() {

@@ -158,7 +158,7 @@ impl ZomroClient {
         let doc = self
             .call("list_snapshots", Idempotency::Idempotent, &fields)
             .await?;
-        parse_snapshot_list(&doc, server)
+        parse_snapshot_list(&doc, server).map_err(|e| e.mask(&self.secrets().refs()))
     }
 
     /// Starts a snapshot, then looks it up by name, since the answer carries no id. `None` means

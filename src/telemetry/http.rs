@@ -17,7 +17,10 @@ pub struct Readiness(Arc<AtomicBool>);
 
 impl Readiness {
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.set(true);
+    }
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
     }
     pub fn is_ready(&self) -> bool {
         self.0.load(Ordering::SeqCst)

@@ -219,6 +219,16 @@ impl Operator {
 
     /// `kubeconfig` overrides the admin kubeconfig (e.g. a ServiceAccount's).
     pub async fn start_with(namespace: &str, extra: &[&str], kubeconfig: Option<PathBuf>) -> Self {
+        Self::start_named(namespace, "vpsnap-test", extra, kubeconfig).await
+    }
+
+    /// Like `start_with`, with `POD_NAME` set to `pod` (the leader-election identity).
+    pub async fn start_named(
+        namespace: &str,
+        pod: &str,
+        extra: &[&str],
+        kubeconfig: Option<PathBuf>,
+    ) -> Self {
         let metrics_addr = free_addr();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpsnap"));
         cmd.arg("controller")
@@ -228,6 +238,7 @@ impl Operator {
             .arg(metrics_addr.to_string())
             .args(extra)
             .env("KUBECONFIG", kubeconfig.unwrap_or_else(kubeconfig_path))
+            .env("POD_NAME", pod)
             .env(
                 "RUST_LOG",
                 std::env::var("VPSNAP_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
@@ -247,6 +258,12 @@ impl Operator {
     /// Kills the process at once (SIGKILL): a crash, not a clean shutdown.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(format!("http://{}{path}", self.metrics_addr))
+            .await
+            .expect("operator HTTP endpoint")
     }
 
     pub async fn metrics(&self) -> String {
