@@ -56,7 +56,7 @@ for f in examples/*.yaml; do
 done
 
 echo "==> waiting for the snapshots to become Ready"
-kubectl wait --for=condition=Ready vpssnapshot --all --timeout=120s
+kubectl wait --for=condition=Ready vpssnapshot,vpsbackup --all --timeout=120s
 kubectl get vpsproviders,vpssnapshots,vpsbackups -o wide
 
 cat <<MSG

@@ -4,6 +4,7 @@
 //! planners in `plan/` what to do, and calls the provider through `provider/`. `sim/` is an
 //! independent provider simulator used by tests, benchmarks and the demo.
 pub mod api;
+pub mod bench;
 pub mod controller;
 pub mod plan;
 pub mod provider;

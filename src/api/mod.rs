@@ -3,11 +3,15 @@ mod backup;
 mod common;
 pub mod conditions;
 mod provider;
+mod restore;
+mod schedule;
 mod snapshot;
 
 pub use backup::*;
 pub use common::*;
 pub use provider::*;
+pub use restore::*;
+pub use schedule::*;
 pub use snapshot::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -18,7 +22,13 @@ pub const GROUP: &str = "vpsnap.dev";
 
 /// Every CRD this operator serves, in a stable order (the order of `vpsnap crd`).
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![VpsProvider::crd(), VpsSnapshot::crd(), VpsBackup::crd()]
+    vec![
+        VpsProvider::crd(),
+        VpsSnapshot::crd(),
+        VpsBackup::crd(),
+        VpsSnapshotSchedule::crd(),
+        VpsRestore::crd(),
+    ]
 }
 
 /// All CRDs as one multi-document YAML stream, exactly what lives in `deploy/crds/`.

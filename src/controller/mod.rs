@@ -8,8 +8,10 @@ pub mod leader;
 pub mod listings;
 pub mod provider;
 pub mod registry;
+pub mod restore;
 pub mod restore_point;
 pub mod run;
+pub mod schedule;
 pub mod status;
 
 use std::time::Duration;

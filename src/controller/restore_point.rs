@@ -315,7 +315,16 @@ async fn create_if_room<K: RestorePoint>(
     };
     let slots = slots_for(listing, &declared);
     let wants = wants_for(&declared, listing);
-    let plan = gc::plan(limit, &slots, &wants, &BTreeSet::new());
+    // Objects being deleted (with their provider data) are room already being made.
+    let evicting: BTreeSet<String> = declared
+        .iter()
+        .filter(|d| {
+            d.meta().deletion_timestamp.is_some()
+                && d.common().deletion_policy == DeletionPolicy::Delete
+        })
+        .filter_map(|d| d.status().and_then(|s| s.provider_id.clone()))
+        .collect();
+    let plan = gc::plan(limit, &slots, &wants, &evicting);
     let me = obj_key(obj.as_ref());
 
     for (id, owner) in &plan.evict {
@@ -617,7 +626,11 @@ async fn cleanup<K: RestorePoint>(
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
-    let acknowledged = handle.deletions_allowed_until.is_some_and(|t| t > now);
+    // Retention pruning by a schedule is the operator's own plan, not an outside burst.
+    let planned = obj
+        .annotations()
+        .contains_key(super::schedule::PRUNED_BY_SCHEDULE);
+    let acknowledged = planned || handle.deletions_allowed_until.is_some_and(|t| t > now);
     let allowed = handle
         .breaker
         .lock()

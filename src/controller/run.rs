@@ -2,7 +2,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use futures::{StreamExt, future};
+use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -11,9 +11,11 @@ use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use super::context::Context;
-use super::provider;
 use super::restore_point::{self, RestorePoint};
-use crate::api::{VpsBackup, VpsProvider, VpsSnapshot};
+use super::{provider, restore, schedule};
+use crate::api::{
+    RestoreKind, VpsBackup, VpsProvider, VpsRestore, VpsSnapshot, VpsSnapshotSchedule,
+};
 use crate::telemetry::http::{self, Readiness};
 use crate::telemetry::logging::{self, LogFormat};
 use crate::telemetry::metrics::{Metrics, PhaseLabels};
@@ -151,7 +153,9 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         restore_point_controller::<VpsSnapshot, _>(&client, ns, &ctx, cfg.clone(), shutdown());
     let _ = ctx.snapshots.set(snapshot_reader.clone());
     let (backups, backup_reader) =
-        restore_point_controller::<VpsBackup, _>(&client, ns, &ctx, cfg, shutdown());
+        restore_point_controller::<VpsBackup, _>(&client, ns, &ctx, cfg.clone(), shutdown());
+    let schedules = schedule_controller(&client, ns, &ctx, cfg.clone(), shutdown());
+    let restores = restore_controller(&client, ns, &ctx, cfg.clone(), shutdown());
     let _ = ctx.backups.set(backup_reader.clone());
 
     let readiness = {
@@ -172,7 +176,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
 
     let lost = leader.lost();
     tokio::select! {
-        _ = future::join4(providers, snapshots, backups, readiness) => {}
+        _ = future::join_all(vec![
+            providers.boxed(),
+            snapshots.boxed(),
+            backups.boxed(),
+            schedules.boxed(),
+            restores.boxed(),
+            readiness.boxed(),
+        ]) => {}
         _ = lost => {
             tracing::error!("leadership lost; exiting so no provider call is made without the lease");
             std::process::exit(1);
@@ -181,6 +192,121 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
     leader.release().await;
     let _ = http.await;
     Ok(())
+}
+
+/// Schedules own their children: a child changing (e.g. becoming Ready) wakes its schedule.
+fn schedule_controller<S>(
+    client: &Client,
+    ns: &Option<String>,
+    ctx: &Arc<Context>,
+    cfg: controller::Config,
+    shutdown: S,
+) -> impl std::future::Future<Output = ()> + use<S>
+where
+    S: std::future::Future<Output = ()> + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(
+        api::<VpsSnapshotSchedule>(client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
+    .reflect(writer)
+    .touched_objects();
+    Controller::for_stream(stream, reader)
+        .with_config(cfg)
+        .owns(api::<VpsSnapshot>(client, ns), watcher::Config::default())
+        .owns(api::<VpsBackup>(client, ns), watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(schedule::reconcile, schedule::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()))
+}
+
+/// Restores wake on their source or safety snapshot changing and on their provider turning
+/// Ready. Only the metadata of snapshots and backups is watched: the mapping needs their names,
+/// and the reconciler reads them fresh before deciding.
+fn restore_controller<S>(
+    client: &Client,
+    ns: &Option<String>,
+    ctx: &Arc<Context>,
+    cfg: controller::Config,
+    shutdown: S,
+) -> impl std::future::Future<Output = ()> + use<S>
+where
+    S: std::future::Future<Output = ()> + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api::<VpsRestore>(client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects();
+    let (by_snapshot, by_backup, by_provider) = (reader.clone(), reader.clone(), reader.clone());
+    let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
+        futures::stream::iter(restores_of_provider(&by_provider, &ns, &name))
+    });
+    Controller::for_stream(stream, reader)
+        .with_config(cfg)
+        .reconcile_on(ready_changes)
+        .watches_stream(metadata_events::<VpsSnapshot>(client, ns), move |s| {
+            restores_woken(&by_snapshot, RestoreKind::Snapshot, &s)
+        })
+        .watches_stream(metadata_events::<VpsBackup>(client, ns), move |b| {
+            restores_woken(&by_backup, RestoreKind::Backup, &b)
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(restore::reconcile, restore::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()))
+}
+
+fn metadata_events<K>(
+    client: &Client,
+    ns: &Option<String>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + use<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(
+        api::<PartialObjectMeta<K>>(client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+}
+
+fn restores_woken<M: Resource>(
+    restores: &Store<VpsRestore>,
+    kind: RestoreKind,
+    source: &M,
+) -> Vec<ObjectRef<VpsRestore>> {
+    let ns = source.meta().namespace.as_deref();
+    let name = source.meta().name.as_deref().unwrap_or_default();
+    restores
+        .state()
+        .into_iter()
+        .filter(|r| restore::wakes(r, kind, ns, name))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+fn restores_of_provider(
+    restores: &Store<VpsRestore>,
+    ns: &str,
+    name: &str,
+) -> Vec<ObjectRef<VpsRestore>> {
+    restores
+        .state()
+        .into_iter()
+        .filter(|r| r.namespace().as_deref() == Some(ns) && r.spec.provider_ref.name == name)
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
 }
 
 fn restore_point_controller<K, S>(

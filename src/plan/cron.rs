@@ -165,6 +165,10 @@ const SEARCH_YEARS: i32 = 400;
 
 impl CronSchedule {
     /// Parses a 5- or 6-field expression or a macro; see the module documentation.
+    ///
+    /// # Errors
+    /// A [`CronError`] naming the offending field and what it allows, or saying that the
+    /// expression can never fire.
     pub fn parse(expr: &str) -> Result<CronSchedule, CronError> {
         let source = expr.trim();
         if source.is_empty() {
@@ -223,11 +227,13 @@ impl CronSchedule {
     }
 
     /// The expression as written (trimmed), for status and messages.
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.source
     }
 
     /// Whether the wall-clock time matches every field (sub-second part ignored).
+    #[must_use]
     pub fn matches(&self, dt: DateTime) -> bool {
         self.seconds.has(to_u32(dt.second()))
             && self.minutes.has(to_u32(dt.minute()))
@@ -253,6 +259,7 @@ impl CronSchedule {
     ///
     /// Field-wise: a month, day, hour or minute that cannot match is skipped as a whole, so a
     /// yearly schedule costs a handful of steps, not a scan of every minute.
+    #[must_use]
     pub fn next_civil_at_or_after(&self, start: DateTime) -> Option<DateTime> {
         let mut y = i32::from(start.year());
         let mut mo = to_u32(start.month());

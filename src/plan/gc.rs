@@ -174,12 +174,19 @@ pub fn plan(limit: usize, slots: &[Slot], wants: &[Want], evicting: &BTreeSet<St
             )),
         }
     }
-    plan.next_evictions = candidates
-        .iter()
-        .filter(|s| s.state != SlotState::Completed || completed_left > 1)
-        .map(|s| s.id.clone())
-        .take(3)
-        .collect();
+    // What would go next, in order, while keeping the last completed restore point.
+    for slot in &candidates {
+        if plan.next_evictions.len() == 3 {
+            break;
+        }
+        if slot.state == SlotState::Completed {
+            if completed_left <= 1 {
+                continue;
+            }
+            completed_left -= 1;
+        }
+        plan.next_evictions.push(slot.id.clone());
+    }
     plan
 }
 

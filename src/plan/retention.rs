@@ -76,6 +76,7 @@ pub struct RetentionPolicy {
 
 impl RetentionPolicy {
     /// No rule configured: keep everything.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         *self == RetentionPolicy::default()
     }
@@ -92,6 +93,7 @@ pub struct RetentionPlan {
 }
 
 /// Applies `policy` to a schedule's children; every input key lands in exactly one list.
+#[must_use]
 pub fn plan(
     items: &[Item],
     policy: &RetentionPolicy,
@@ -119,6 +121,7 @@ pub fn plan(
 /// Ready, not a pinned or in-progress child, not a child a rule keeps. The result may hold
 /// fewer than `needed` keys; the caller then reports `LimitReached` instead of deleting
 /// more.
+#[must_use]
 pub fn evict_for_room(
     items: &[Item],
     policy: &RetentionPolicy,

@@ -51,6 +51,9 @@ pub struct UnknownTimeZone {
 }
 
 /// Looks up an IANA time zone name (case-insensitive), e.g. `Europe/Berlin` or `UTC`.
+///
+/// # Errors
+/// [`UnknownTimeZone`] naming the zone when the tz database does not know it.
 pub fn time_zone(name: &str) -> Result<TimeZone, UnknownTimeZone> {
     TimeZone::get(name).map_err(|_| UnknownTimeZone {
         name: name.to_owned(),
@@ -65,6 +68,7 @@ impl CronSchedule {
     ///
     /// Cost does not depend on how sparse the schedule is: the search skips whole months,
     /// days, hours and minutes that cannot match.
+    #[must_use]
     pub fn next_after(&self, after: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
         let mut start = floor_second(tz.to_datetime(after))
             .checked_add(ONE_SECOND)
@@ -159,11 +163,12 @@ fn floor_seconds(t: Timestamp) -> i64 {
 /// A deterministic offset in `[0, max)` (zero when `max` is zero), in whole seconds so it
 /// survives the second precision of Kubernetes timestamps.
 ///
-/// The value depends only on `key` and `max`: FNV-1a 64 over the UTF-8 bytes of `key`,
+/// The value depends only on `key` and `max`: `FNV-1a` 64 over the UTF-8 bytes of `key`,
 /// finished with the MurmurHash3 64-bit mixer (FNV alone clusters keys that differ only in a
 /// last character), taken modulo the number of whole seconds that fit. This formula is part
 /// of the contract — changing it moves every schedule in every fleet — and a golden test
 /// pins it. Use a key that names the schedule, e.g. `namespace/name`.
+#[must_use]
 pub fn stable_jitter(key: &str, max: Duration) -> Duration {
     let slots = max.as_nanos().div_ceil(1_000_000_000);
     if slots == 0 {
@@ -219,6 +224,7 @@ pub struct Decision {
 ///
 /// Inputs out of order (a clock that went back, `created` in the future) yield no run and
 /// a `next` after both `now` and the last considered time, never a repeat.
+#[must_use]
 pub fn decide(
     schedule: &CronSchedule,
     tz: &TimeZone,
@@ -519,19 +525,23 @@ mod tests {
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
-        let hour = Duration::from_secs(3600);
+        // Computed independently of this code (a few lines of Python over the same formula).
         let golden = [
-            ("default/nightly", stable_jitter("default/nightly", hour)),
-            ("prod/db-1", stable_jitter("prod/db-1", hour)),
+            ("default/nightly", 3600, 3213),
+            ("prod/db-1", 3600, 1298),
+            ("ns/server-7", 3600, 2244),
+            ("default/nightly", 600, 213),
+            ("prod/db-1", 600, 98),
+            ("ns/server-7", 600, 444),
         ];
-        for (key, value) in golden {
-            assert_eq!(stable_jitter(key, hour), value);
-            assert!(value < hour);
-            assert_eq!(value.subsec_nanos(), 0);
+        for (key, max, want) in golden {
+            let got = stable_jitter(key, Duration::from_secs(max));
+            assert_eq!(got, Duration::from_secs(want), "{key} within {max}s");
         }
         assert_eq!(
-            stable_jitter("default/nightly", hour).as_secs(),
-            fmix64(fnv1a64(b"default/nightly")) % 3600
+            stable_jitter("prod/db-1", Duration::from_millis(600_500)),
+            Duration::from_secs(fmix64(fnv1a64(b"prod/db-1")) % 601),
+            "a fractional max rounds the slot count up; the offset stays below max"
         );
         assert_eq!(stable_jitter("x", Duration::ZERO), Duration::ZERO);
         assert_eq!(

@@ -166,21 +166,27 @@ impl Gate {
     /// budget. A cancelled wait keeps its token spent, which errs on the polite side.
     pub async fn acquire(&self) -> Result<GatePermit<'_>, ProviderError> {
         let start = Instant::now();
-        self.wait_out_pause().await?;
+        // Only real waits are reported, not the microseconds every acquisition takes.
+        let mut held_back = self.wait_out_pause().await?;
         let deficit = self.reserve_token();
         if !deficit.is_zero() {
+            held_back = true;
             tokio::time::sleep(deficit).await;
         }
-        let permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| ProviderError::Transient("request gate closed".into()))?;
+        let permit = match self.in_flight.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                held_back = true;
+                self.in_flight
+                    .acquire()
+                    .await
+                    .map_err(|_| ProviderError::Transient("request gate closed".into()))?
+            }
+        };
         // A 429 may have arrived while this request queued for its token or slot.
-        self.wait_out_pause().await?;
-        let waited = start.elapsed();
-        if !waited.is_zero() {
-            self.observer.throttled(self.provider, waited);
+        held_back |= self.wait_out_pause().await?;
+        if held_back {
+            self.observer.throttled(self.provider, start.elapsed());
         }
         Ok(GatePermit { _permit: permit })
     }
@@ -204,7 +210,9 @@ impl Gate {
         (!left.is_zero()).then_some(left)
     }
 
-    async fn wait_out_pause(&self) -> Result<(), ProviderError> {
+    /// Whether it had to wait.
+    async fn wait_out_pause(&self) -> Result<bool, ProviderError> {
+        let mut waited = false;
         // Looping because another caller's 429 can extend the pause while this one sleeps.
         while let Some(left) = self.paused_for() {
             if left > self.policy.max_in_call_wait {
@@ -212,9 +220,10 @@ impl Gate {
                     retry_after: Some(left),
                 });
             }
+            waited = true;
             tokio::time::sleep(left).await;
         }
-        Ok(())
+        Ok(waited)
     }
 
     fn reserve_token(&self) -> Duration {
@@ -499,6 +508,30 @@ mod tests {
         let err = ProviderError::Auth("no".into());
         let (result, calls) = run_with(&gate, Idempotency::Idempotent, vec![err.clone()]).await;
         assert_eq!((result, calls), (Err(err), 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_real_waits_are_reported_as_throttling() {
+        let recorder = Arc::new(Recorder::default());
+        let gate = Gate::new(
+            "test",
+            GateLimits {
+                requests_per_second: 1,
+                burst: 2,
+                max_in_flight: 10,
+            },
+            RetryPolicy::default(),
+            recorder.clone(),
+        );
+        drop(gate.acquire().await.unwrap());
+        drop(gate.acquire().await.unwrap());
+        assert_eq!(*lock(&recorder.throttled), Duration::ZERO);
+        drop(gate.acquire().await.unwrap());
+        let throttled = *lock(&recorder.throttled);
+        assert!(
+            throttled >= Duration::from_secs(1) && throttled < Duration::from_millis(1010),
+            "{throttled:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

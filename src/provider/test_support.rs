@@ -113,10 +113,6 @@ impl MockServer {
     pub fn received(&self) -> Vec<Recorded> {
         self.script.received.lock().unwrap().clone()
     }
-
-    pub fn push(&self, canned: Canned) {
-        self.script.replies.lock().unwrap().push_back(canned);
-    }
 }
 
 impl Drop for MockServer {

@@ -1030,6 +1030,52 @@ mod tests {
         assert_eq!(server.received().len(), 2);
     }
 
+    /// A provider that accepts connections and never answers: the create times out once and is
+    /// not repeated (it may have been carried out); the list is retried.
+    #[tokio::test]
+    async fn timeouts_are_transient_and_only_idempotent_calls_repeat() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        let mut cfg = config(&url, "tok-123");
+        cfg.request_timeout = Duration::from_millis(300);
+        let gate = Gate::new(
+            "vps_rest",
+            GateLimits {
+                requests_per_second: 100,
+                burst: 100,
+                max_in_flight: 4,
+            },
+            RetryPolicy {
+                base_delay: Duration::from_millis(1),
+                ..RetryPolicy::default()
+            },
+            Arc::new(NoopObserver),
+        );
+        let c = VpsRestClient::new(&cfg, Arc::new(gate)).unwrap();
+        let err = c.create_snapshot(1, "a", None).await.unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::Transient(m) if m.contains("timed out")),
+            "{err:?}"
+        );
+        assert!(err.outcome_unknown());
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(matches!(
+            c.list_snapshots(1).await,
+            Err(ProviderError::Transient(_))
+        ));
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+        silent.abort();
+    }
+
     #[tokio::test]
     async fn bad_input_is_refused_without_a_request() {
         let server = MockServer::start(vec![]).await;

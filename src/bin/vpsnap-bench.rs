@@ -1,0 +1,1031 @@
+//! `vpsnap-bench`: what vpsnap costs at scale, measured in one run on a real control plane
+//! with the provider simulator in-process and the operator as a child process.
+//!
+//! Phases, in order, each in the printed table:
+//! 1. floor: the same objects applied with one status write each, no operator;
+//! 2. burst: every object applied at once, time until all are Ready, provider calls;
+//! 3. steady state: provider calls and apiserver writes per minute once all are Ready;
+//! 4. restart: SIGKILL, start again, time to `/readyz`, provider calls in one resync period;
+//! 5. latency: objects applied at a steady rate, apply → provider create p50/p99;
+//! 6. memory: the operator against a bare kube-rs reflector holding the same objects.
+//!
+//! Exits non-zero when a hard rule is broken (duplicate creates, list calls growing with
+//! objects instead of servers, provider writes after a restart, objects not Ready); missed
+//! targets are printed but not fatal.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use kube::api::{Api, ApiResource, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::io::AsyncBufReadExt;
+
+use vpsnap::api::{VpsProvider, VpsSnapshot, parse_duration};
+use vpsnap::bench::cluster::{self, ProviderSetup};
+use vpsnap::bench::operator::{Operator, OperatorSpec, default_operator_bin};
+use vpsnap::bench::procfs::{ProcStats, RssSampler};
+use vpsnap::bench::report::{Table, Verdict, mib, quantile, secs};
+use vpsnap::bench::watch::WriteCounter;
+use vpsnap::bench::{BoxError, Result};
+use vpsnap::sim::{Faults, SimConfig, SimHandle};
+
+const PROVIDER: &str = "bench";
+const TOKEN: &str = "bench-token";
+const CREATE: &str = "vps_rest.snapshots.create";
+const LIST: &str = "vps_rest.snapshots.list";
+const DELETE: &str = "vps_rest.snapshots.delete";
+
+#[derive(Parser)]
+#[command(
+    name = "vpsnap-bench",
+    about = "Measure vpsnap at scale: time to Ready against the apiserver floor, provider calls, \
+             steady-state cost, restart, apply→create latency, memory against a bare reflector",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// A bare kube-rs reflector over the VpsSnapshots of one namespace (the memory baseline);
+    /// prints `synced <count>` once its cache is filled, then holds it until killed.
+    #[command(hide = true)]
+    Reflector {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Kubeconfig of the control plane.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// The operator binary (default: `vpsnap` next to this program).
+    #[arg(long)]
+    operator_bin: Option<PathBuf>,
+    /// Servers at the simulated provider [default: 2000; smoke 50].
+    #[arg(long)]
+    servers: Option<u64>,
+    /// VpsSnapshot objects per server [default: 5; smoke 4].
+    #[arg(long)]
+    per_server: Option<u64>,
+    /// Simulator: time from create to completed, e.g. 0s, 2s.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    create_delay: Duration,
+    /// Simulator: latency added to every provider request, e.g. 20ms.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    latency: Duration,
+    /// VpsProvider spec.pollInterval [default: 5s; smoke 2s].
+    #[arg(long, value_parser = parse_interval)]
+    poll_interval: Option<String>,
+    /// VpsProvider spec.resyncInterval [default: 60s; smoke 10s].
+    #[arg(long, value_parser = parse_interval)]
+    resync_interval: Option<String>,
+    /// Length of the steady-state window [default: 3 resync intervals; smoke 2].
+    #[arg(long)]
+    steady_secs: Option<u64>,
+    /// Objects per second in the latency phase [default: 100; smoke 50].
+    #[arg(long)]
+    arrival_rate: Option<f64>,
+    /// Objects applied in the latency phase [default: 1000; smoke 100].
+    #[arg(long)]
+    latency_objects: Option<u64>,
+    /// Apply requests in flight at once (burst and floor).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// VpsProvider spec.requestsPerSecond (the simulator is local: high by default).
+    #[arg(long, default_value_t = 1000)]
+    provider_rps: u32,
+    /// VpsProvider spec.maxInFlight.
+    #[arg(long, default_value_t = 64)]
+    provider_in_flight: u32,
+    /// Passed to the operator as `--concurrency` (reconciles at once per kind).
+    #[arg(long)]
+    operator_concurrency: Option<u16>,
+    /// Longest wait for all objects to be Ready [default: 30m; smoke 90s].
+    #[arg(long, value_parser = parse_duration)]
+    ready_timeout: Option<Duration>,
+    /// Append the operator's output here (default: a file in the temp directory).
+    #[arg(long)]
+    operator_log: Option<PathBuf>,
+    /// Small and quick (≈ 50 servers × 4, short phases, under two minutes): what CI runs.
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// The full-run value, or the smoke one.
+fn pick<T>(smoke: bool, full: T, small: T) -> T {
+    if smoke { small } else { full }
+}
+
+fn parse_interval(s: &str) -> Result<String, String> {
+    parse_duration(s).map(|_| s.to_string())
+}
+
+/// Knobs with the smoke/full defaults resolved.
+struct Knobs {
+    kubeconfig: Option<PathBuf>,
+    operator_bin: PathBuf,
+    servers: u64,
+    per_server: u64,
+    create_delay: Duration,
+    latency: Duration,
+    poll: String,
+    resync: String,
+    poll_d: Duration,
+    resync_d: Duration,
+    steady: Duration,
+    arrival_rate: f64,
+    latency_objects: u64,
+    concurrency: usize,
+    provider_rps: u32,
+    provider_in_flight: u32,
+    operator_args: Vec<String>,
+    ready_timeout: Duration,
+    operator_log: PathBuf,
+}
+
+impl Knobs {
+    fn resolve(a: BenchArgs) -> Result<Self> {
+        let smoke = a.smoke;
+        let poll = a
+            .poll_interval
+            .unwrap_or_else(|| pick(smoke, "5s", "2s").to_string());
+        let resync = a
+            .resync_interval
+            .unwrap_or_else(|| pick(smoke, "60s", "10s").to_string());
+        let poll_d = parse_duration(&poll)?;
+        let resync_d = parse_duration(&resync)?;
+        let steady = a
+            .steady_secs
+            .map(Duration::from_secs)
+            .unwrap_or(resync_d * pick(smoke, 3, 2));
+        let operator_log = match a.operator_log {
+            Some(p) => p,
+            None => std::env::temp_dir()
+                .join(format!("vpsnap-bench-operator-{}.log", std::process::id())),
+        };
+        Ok(Self {
+            kubeconfig: a.kubeconfig,
+            operator_bin: match a.operator_bin {
+                Some(p) => p,
+                None => default_operator_bin()?,
+            },
+            servers: a.servers.unwrap_or(pick(smoke, 2000, 50)).max(1),
+            per_server: a.per_server.unwrap_or(pick(smoke, 5, 4)).max(1),
+            create_delay: a.create_delay,
+            latency: a.latency,
+            poll,
+            resync,
+            poll_d,
+            resync_d,
+            steady,
+            arrival_rate: a.arrival_rate.unwrap_or(pick(smoke, 100.0, 50.0)).max(0.1),
+            latency_objects: a.latency_objects.unwrap_or(pick(smoke, 1000, 100)),
+            concurrency: a.concurrency.max(1),
+            provider_rps: a.provider_rps.clamp(1, 1000),
+            provider_in_flight: a.provider_in_flight.clamp(1, 256),
+            operator_args: a
+                .operator_concurrency
+                .map(|c| vec!["--concurrency".to_string(), c.to_string()])
+                .unwrap_or_default(),
+            ready_timeout: a.ready_timeout.unwrap_or(pick(
+                smoke,
+                Duration::from_secs(1800),
+                Duration::from_secs(90),
+            )),
+            operator_log,
+        })
+    }
+
+    fn objects(&self) -> u64 {
+        self.servers * self.per_server
+    }
+
+    /// Servers of the latency phase, after the burst servers, `per_server` objects each.
+    fn latency_servers(&self) -> u64 {
+        self.latency_objects.div_ceil(self.per_server)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.mode {
+        Some(Mode::Reflector {
+            namespace,
+            kubeconfig,
+        }) => run_reflector(&namespace, kubeconfig).await.map(|()| true),
+        None => match Knobs::resolve(cli.bench) {
+            Ok(knobs) => bench(knobs).await,
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("vpsnap-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The hidden `reflector` mode: the smallest program that holds the same objects.
+async fn run_reflector(ns: &str, kubeconfig: Option<PathBuf>) -> Result<()> {
+    let client = cluster::client(kubeconfig.as_deref()).await?;
+    let api: Api<VpsSnapshot> = Api::namespaced(client, ns);
+    let (reader, writer) = reflector::store();
+    // Managed fields stripped, as the operator does: the baseline holds what it holds.
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
+    reader.wait_until_ready().await?;
+    println!("synced {}", reader.len());
+    loop {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+/// Everything that must be undone on the way out, whatever happened.
+struct Env {
+    client: Client,
+    sim: Option<SimHandle>,
+    operator: Option<Operator>,
+    namespaces: Vec<String>,
+}
+
+impl Env {
+    async fn cleanup(mut self) {
+        if let Some(op) = self.operator.take() {
+            op.kill().await;
+        }
+        let started = Instant::now();
+        for ns in &self.namespaces {
+            cluster::delete_namespace(&self.client, ns).await;
+        }
+        if !self.namespaces.is_empty() {
+            eprintln!(
+                "cleanup: namespace(s) {} deleted in {}",
+                self.namespaces.join(", "),
+                secs(started.elapsed())
+            );
+        }
+        if let Some(sim) = self.sim.take() {
+            sim.shutdown().await;
+        }
+    }
+}
+
+async fn bench(k: Knobs) -> Result<bool> {
+    let client = cluster::client(k.kubeconfig.as_deref()).await?;
+    cluster::install_crds(&client).await?;
+    let servers: Vec<u64> = (1..=k.servers + k.latency_servers()).collect();
+    let sim = vpsnap::sim::start(
+        SimConfig {
+            servers,
+            tokens: vec![TOKEN.into()],
+            create_delay: k.create_delay,
+            snapshot_limit: (k.per_server as usize).max(5),
+            faults: Faults {
+                latency: k.latency,
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let mut env = Env {
+        client: client.clone(),
+        sim: Some(sim),
+        operator: None,
+        namespaces: Vec::new(),
+    };
+    let outcome = tokio::select! {
+        r = phases(&k, &mut env) => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+    };
+    env.cleanup().await;
+    let table = outcome?;
+    println!("{}", table.render());
+    println!("operator log: {}", k.operator_log.display());
+    let violations = table.violations();
+    if violations > 0 {
+        println!("RESULT: {violations} hard rule(s) broken");
+    } else {
+        println!(
+            "RESULT: no hard rule broken ({} target(s) missed)",
+            table.missed()
+        );
+    }
+    Ok(violations == 0)
+}
+
+fn calls_of(calls: &BTreeMap<String, u64>, key: &str) -> u64 {
+    calls.get(key).copied().unwrap_or(0)
+}
+
+fn diff(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>, key: &str) -> u64 {
+    calls_of(after, key) - calls_of(before, key)
+}
+
+fn per_minute(n: u64, d: Duration) -> f64 {
+    n as f64 * 60.0 / d.as_secs_f64().max(1e-9)
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { f64::INFINITY }
+}
+
+fn burst_manifest(k: &Knobs, i: u64) -> (String, u64, serde_json::Value) {
+    let server = i / k.per_server + 1;
+    let name = format!("b-{server}-{}", i % k.per_server);
+    let m = cluster::snapshot_manifest(&name, PROVIDER, server, serde_json::json!({}));
+    (name, server, m)
+}
+
+async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
+    let client = env.client.clone();
+    let n = k.objects();
+    let mut t = Table::default();
+    println!(
+        "vpsnap-bench: {} servers × {} = {n} VpsSnapshots; create delay {:?}, provider latency {:?}, poll {}, resync {}, apply concurrency {}",
+        k.servers, k.per_server, k.create_delay, k.latency, k.poll, k.resync, k.concurrency
+    );
+    t.section(&format!(
+        "scenario: {} servers × {} = {n} VpsSnapshots (create delay {:?}, provider latency {:?}, poll {}, resync {}, {} applies in flight, provider {} req/s, {} in flight)",
+        k.servers,
+        k.per_server,
+        k.create_delay,
+        k.latency,
+        k.poll,
+        k.resync,
+        k.concurrency,
+        k.provider_rps,
+        k.provider_in_flight
+    ));
+
+    // --- 1. floor --------------------------------------------------------------------------
+    println!("[1/6] floor: {n} applies + {n} status writes, no operator …");
+    let floor_ns = cluster::create_namespace(&client, "bench-floor").await?;
+    env.namespaces.push(floor_ns.clone());
+    let floor = measure_floor(&client, &floor_ns, k).await?;
+    // Remove the floor objects before the operator runs, so both see the same apiserver.
+    let api: Api<VpsSnapshot> = Api::namespaced(client.clone(), &floor_ns);
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await?;
+    cluster::delete_namespace(&client, &floor_ns).await;
+    cluster::wait_namespace_gone(&client, &floor_ns, Duration::from_secs(120)).await;
+    env.namespaces.retain(|n| n != &floor_ns);
+    println!("      {}", secs(floor));
+
+    // --- 2. burst --------------------------------------------------------------------------
+    let ns = cluster::create_namespace(&client, "bench").await?;
+    env.namespaces.push(ns.clone());
+    let snap_ar = ApiResource::erase::<VpsSnapshot>(&());
+    let snapshots = WriteCounter::start(Api::namespaced_with(client.clone(), &ns, &snap_ar));
+    let providers = WriteCounter::start(Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::erase::<VpsProvider>(&()),
+    ));
+    let events = WriteCounter::start(Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::erase::<k8s_openapi::api::events::v1::Event>(&()),
+    ));
+    for w in [&snapshots, &providers, &events] {
+        if !w.wait_synced(Duration::from_secs(30)).await {
+            return Err("the bench's own watches did not sync in 30 s".into());
+        }
+    }
+    let spec = OperatorSpec {
+        bin: k.operator_bin.clone(),
+        kubeconfig: k.kubeconfig.clone(),
+        namespace: ns.clone(),
+        log: Some(k.operator_log.clone()),
+        extra_args: k.operator_args.clone(),
+    };
+    let mut op = Operator::start(&spec)?;
+    op.wait_ready(Duration::from_secs(60)).await?;
+    let pid1 = op.pid;
+    let sampler1 = RssSampler::start(op.pid, Duration::from_millis(250));
+    env.operator = Some(op);
+    let sim = env.sim.as_ref().ok_or("simulator gone")?;
+    cluster::setup_provider(
+        &client,
+        &ns,
+        ProviderSetup {
+            name: PROVIDER,
+            endpoint: sim.vps_rest_url(),
+            token: TOKEN,
+            poll_interval: &k.poll,
+            resync_interval: &k.resync,
+            requests_per_second: k.provider_rps,
+            max_in_flight: k.provider_in_flight,
+            extra: serde_json::json!({
+                "limits": {"snapshotsPerServer": (k.per_server).max(5)},
+            }),
+        },
+        Duration::from_secs(60),
+    )
+    .await?;
+
+    println!("[2/6] burst: applying {n} objects …");
+    let api: Api<VpsSnapshot> = Api::namespaced(client.clone(), &ns);
+    let manifests: Vec<serde_json::Value> = (0..n).map(|i| burst_manifest(k, i).2).collect();
+    let calls0 = sim.calls();
+    let writes0 = (snapshots.writes(), events.writes());
+    let cpu0 = ProcStats::read(pid1)
+        .map(|s| s.cpu_secs)
+        .unwrap_or_default();
+    let t0 = Instant::now();
+    let t0_at = Timestamp::now();
+    cluster::apply_all(&api, manifests, k.concurrency).await?;
+    let applied = t0.elapsed();
+    let all_ready = wait_ready(&snapshots, n as usize, k.ready_timeout, t0).await;
+    let ready_time = t0.elapsed();
+    let calls1 = sim.calls();
+    let burst_writes = (
+        snapshots.writes().since(&writes0.0),
+        events.writes().since(&writes0.1),
+    );
+    let cpu1 = ProcStats::read(pid1)
+        .map(|s| s.cpu_secs)
+        .unwrap_or_default();
+    let last_create = sim
+        .record()
+        .creates
+        .iter()
+        .map(|c| c.at)
+        .max()
+        .map(|at| at.duration_since(t0_at).unsigned_abs());
+    println!(
+        "      all applied in {}, {} of {n} Ready after {}",
+        secs(applied),
+        snapshots.ready(),
+        secs(ready_time)
+    );
+
+    t.section("burst: every object applied at once");
+    t.info("objects applied in", secs(applied));
+    if let Some(d) = last_create {
+        t.info("last provider create after", secs(d));
+    }
+    t.row(
+        "first apply → all Ready",
+        secs(ready_time),
+        "",
+        Verdict::hard(all_ready),
+    );
+    t.info(
+        "floor (same applies + 1 status write each, no operator)",
+        secs(floor),
+    );
+    let r = ratio(ready_time.as_secs_f64(), floor.as_secs_f64());
+    t.row(
+        "Ready time / floor",
+        format!("{r:.2}×"),
+        "≤ 1.5×",
+        Verdict::of(r <= 1.5),
+    );
+    let creates = diff(&calls1, &calls0, CREATE);
+    t.row(
+        "provider creates",
+        creates.to_string(),
+        &format!("= {n} objects"),
+        Verdict::hard(creates == n),
+    );
+    let lists = diff(&calls1, &calls0, LIST);
+    t.info(
+        "provider list calls",
+        format!(
+            "{lists} ({:.2} per server)",
+            lists as f64 / k.servers as f64
+        ),
+    );
+    t.info(
+        "provider deletes",
+        diff(&calls1, &calls0, DELETE).to_string(),
+    );
+    t.info(
+        "provider credential checks",
+        diff(&calls1, &calls0, "vps_rest.account.me").to_string(),
+    );
+    t.info(
+        "apiserver writes per object: VpsSnapshot (apply included) + Events",
+        format!(
+            "{:.2} + {:.2} (floor: 2 + 0)",
+            burst_writes.0.total() as f64 / n as f64,
+            burst_writes.1.total() as f64 / n as f64
+        ),
+    );
+    t.info("operator CPU during burst", format!("{:.1} s", cpu1 - cpu0));
+
+    // --- 3. steady state -------------------------------------------------------------------
+    // One poll interval of grace: the last Ready writes may still be in flight.
+    tokio::time::sleep(k.poll_d).await;
+    println!("[3/6] steady state: watching for {} …", secs(k.steady));
+    let s_calls = sim.calls();
+    let s_snap = snapshots.writes();
+    let s_prov = providers.writes();
+    let s_events = events.writes();
+    let s_cpu = ProcStats::read(pid1)
+        .map(|s| s.cpu_secs)
+        .unwrap_or_default();
+    tokio::time::sleep(k.steady).await;
+    let e_calls = sim.calls();
+    let e_cpu = ProcStats::read(pid1)
+        .map(|s| s.cpu_secs)
+        .unwrap_or_default();
+    let w_snap = snapshots.writes().since(&s_snap);
+    let w_prov = providers.writes().since(&s_prov);
+    let w_events = events.writes().since(&s_events);
+    let steady_rss = sampler1.last_kib();
+    let total_calls: u64 = e_calls.values().sum::<u64>() - s_calls.values().sum::<u64>();
+    let lists = diff(&e_calls, &s_calls, LIST);
+    let periods = (k.steady.as_secs_f64() / k.resync_d.as_secs_f64()).max(1.0);
+    let list_bound = k.servers as f64 * periods * 1.5;
+    t.section(&format!(
+        "steady state: {} after all Ready (+{} grace), {periods:.1} resync periods",
+        secs(k.steady),
+        k.poll
+    ));
+    t.info(
+        "provider calls per minute",
+        format!("{:.1}", per_minute(total_calls, k.steady)),
+    );
+    t.row(
+        "provider list calls",
+        format!(
+            "{lists} ({:.2} per server per resync period)",
+            lists as f64 / k.servers as f64 / periods
+        ),
+        "≤ 1 per server per resync",
+        if lists as f64 > list_bound {
+            Verdict::Violated
+        } else {
+            Verdict::of(lists as f64 <= k.servers as f64 * periods)
+        },
+    );
+    let provider_writes = diff(&e_calls, &s_calls, CREATE) + diff(&e_calls, &s_calls, DELETE);
+    t.row(
+        "provider creates + deletes",
+        provider_writes.to_string(),
+        "= 0",
+        Verdict::hard(provider_writes == 0),
+    );
+    let apiserver_writes = w_snap.total() + w_prov.total();
+    t.row(
+        "apiserver writes per minute (VpsSnapshot + VpsProvider)",
+        format!(
+            "{:.1} ({} in window)",
+            per_minute(apiserver_writes, k.steady),
+            apiserver_writes
+        ),
+        "= 0",
+        Verdict::of(apiserver_writes == 0),
+    );
+    t.info(
+        "Events written per minute",
+        format!("{:.1}", per_minute(w_events.total(), k.steady)),
+    );
+    t.info(
+        "operator CPU per minute",
+        format!("{:.2} s", (e_cpu - s_cpu) * 60.0 / k.steady.as_secs_f64()),
+    );
+    t.info("operator RSS at the end", mib(steady_rss));
+
+    // --- 4. restart ------------------------------------------------------------------------
+    println!("[4/6] restart: SIGKILL, start again …");
+    let op1_stats = ProcStats::read(pid1).unwrap_or_default();
+    let op1_peak_sampled = sampler1.peak_kib();
+    drop(sampler1);
+    if let Some(op) = env.operator.take() {
+        op.kill().await;
+    }
+    let r_calls0 = sim.calls();
+    let r_writes0 = snapshots.writes();
+    let mut op = Operator::start(&spec)?;
+    let restart_ready = op.wait_ready(Duration::from_secs(120)).await?;
+    let pid2 = op.pid;
+    let sampler2 = RssSampler::start(op.pid, Duration::from_millis(250));
+    env.operator = Some(op);
+    // Provider calls over the first resync period, second by second.
+    let mut peak_lists_per_s = 0;
+    let mut prev = calls_of(&sim.calls(), LIST);
+    let window_start = Instant::now();
+    while window_start.elapsed() < k.resync_d {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = calls_of(&sim.calls(), LIST);
+        peak_lists_per_s = peak_lists_per_s.max(now - prev);
+        prev = now;
+    }
+    let r_calls1 = sim.calls();
+    let r_writes = snapshots.writes().since(&r_writes0);
+    let still_ready = snapshots.ready();
+    t.section(&format!(
+        "restart with all {n} Ready (SIGKILL, then one resync period of {})",
+        k.resync
+    ));
+    t.info("operator start → /readyz 200", secs(restart_ready));
+    let r_provider_writes = diff(&r_calls1, &r_calls0, CREATE) + diff(&r_calls1, &r_calls0, DELETE);
+    t.row(
+        "provider creates + deletes",
+        r_provider_writes.to_string(),
+        "= 0",
+        Verdict::hard(r_provider_writes == 0),
+    );
+    let r_lists = diff(&r_calls1, &r_calls0, LIST);
+    t.row(
+        "provider list calls in the first resync period",
+        format!(
+            "{r_lists} ({:.2} per server; peak {peak_lists_per_s}/s)",
+            r_lists as f64 / k.servers as f64
+        ),
+        "≤ 1 per server",
+        if r_lists as f64 > k.servers as f64 * 1.5 {
+            Verdict::Violated
+        } else {
+            Verdict::of(r_lists <= k.servers)
+        },
+    );
+    t.row(
+        "VpsSnapshot writes after the restart",
+        r_writes.total().to_string(),
+        "= 0",
+        Verdict::of(r_writes.total() == 0),
+    );
+    t.row(
+        "objects still Ready",
+        still_ready.to_string(),
+        &format!("= {n}"),
+        Verdict::hard(still_ready == n as usize),
+    );
+
+    // --- 5. latency ------------------------------------------------------------------------
+    let l = k.latency_objects;
+    println!(
+        "[5/6] latency: {l} objects at {} per second …",
+        k.arrival_rate
+    );
+    let lat = measure_latency(k, &api, sim, &snapshots, n).await?;
+    t.section(&format!(
+        "latency: {l} objects applied at {:.0}/s (achieved {:.1}/s) on {} fresh servers",
+        k.arrival_rate,
+        lat.achieved_rate,
+        k.latency_servers()
+    ));
+    if l > 0 {
+        let ms = |q: f64| {
+            quantile(&lat.latencies_ms, q)
+                .map(|v| format!("{v:.0} ms"))
+                .unwrap_or_else(|| "n/a".into())
+        };
+        t.info("apply → provider create p50", ms(0.5));
+        let p99 = quantile(&lat.latencies_ms, 0.99);
+        t.row(
+            "apply → provider create p99",
+            ms(0.99),
+            "< 250 ms",
+            Verdict::of(p99.is_some_and(|v| v < 250.0)),
+        );
+        t.info("apply → provider create max", ms(1.0));
+        t.row(
+            "objects without a provider create",
+            lat.missing.to_string(),
+            "= 0",
+            Verdict::hard(lat.missing == 0),
+        );
+    }
+
+    // --- 6. memory and CPU against a bare reflector ----------------------------------------
+    let total = n + l;
+    println!("[6/6] bare reflector over the same {total} objects …");
+    let op2_stats = ProcStats::read(pid2).unwrap_or_default();
+    let refl = measure_reflector(k, &ns).await?;
+    let op_peak = op1_stats.hwm_kib.max(op2_stats.hwm_kib);
+    t.section(&format!(
+        "memory and CPU: operator against a bare kube-rs reflector (same {total} objects, managed fields stripped)"
+    ));
+    t.info(
+        "operator peak RSS (VmHWM), first process: burst + steady",
+        format!(
+            "{} (sampled VmRSS peak {})",
+            mib(op1_stats.hwm_kib),
+            mib(op1_peak_sampled)
+        ),
+    );
+    t.info(
+        "operator peak RSS (VmHWM), second process: restart + latency",
+        format!(
+            "{} (sampled VmRSS peak {})",
+            mib(op2_stats.hwm_kib),
+            mib(sampler2.peak_kib())
+        ),
+    );
+    t.info("operator RSS now", mib(op2_stats.rss_kib));
+    t.info(
+        "operator CPU seconds (first + second process)",
+        format!("{:.1} s + {:.1} s", op1_stats.cpu_secs, op2_stats.cpu_secs),
+    );
+    t.info(
+        "reflector peak RSS (VmHWM) / RSS now",
+        format!("{} / {}", mib(refl.stats.hwm_kib), mib(refl.stats.rss_kib)),
+    );
+    t.info(
+        "reflector CPU seconds / time to sync",
+        format!("{:.2} s / {}", refl.stats.cpu_secs, secs(refl.synced_after)),
+    );
+    let mem_ratio = ratio(op_peak as f64, refl.stats.hwm_kib as f64);
+    t.row(
+        "operator peak RSS / reflector peak RSS",
+        format!("{mem_ratio:.2}×"),
+        "≤ 1.5×",
+        Verdict::of(mem_ratio <= 1.5),
+    );
+    t.row(
+        "operator peak RSS",
+        mib(op_peak),
+        "< 64 MiB",
+        Verdict::of(op_peak < 64 * 1024),
+    );
+    t.row(
+        "reflector objects seen",
+        refl.count.to_string(),
+        &format!("= {total}"),
+        Verdict::of(refl.count == total),
+    );
+    drop(sampler2);
+
+    // --- whole run -------------------------------------------------------------------------
+    let record = sim.record();
+    let mut per_name: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in &record.creates {
+        *per_name.entry(c.name.as_deref().unwrap_or("")).or_default() += 1;
+    }
+    let duplicates: u64 = per_name.values().map(|c| c - 1).sum();
+    let ready_now = snapshots.ready();
+    t.section("whole run");
+    t.row(
+        "DUPLICATES (provider creates beyond one per object)",
+        duplicates.to_string(),
+        "= 0",
+        Verdict::hard(duplicates == 0),
+    );
+    t.row(
+        "provider creates in total",
+        record.creates.len().to_string(),
+        &format!("= {total} objects"),
+        Verdict::hard(record.creates.len() as u64 == total),
+    );
+    t.row(
+        "objects not Ready at the end",
+        (total as usize).saturating_sub(ready_now).to_string(),
+        "= 0",
+        Verdict::hard(ready_now == total as usize),
+    );
+    let over_limit = record
+        .servers
+        .values()
+        .filter(|s| s.snapshots_high_water > (k.per_server as usize).max(5))
+        .count();
+    t.row(
+        "servers that went over their limit",
+        over_limit.to_string(),
+        "= 0",
+        Verdict::hard(over_limit == 0),
+    );
+    let calls = sim.calls();
+    t.info(
+        "provider calls by endpoint",
+        calls
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.trim_start_matches("vps_rest.")))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    let panicked = std::fs::read_to_string(&k.operator_log)
+        .map(|s| s.matches("panicked").count())
+        .unwrap_or(0);
+    t.row(
+        "operator panics",
+        panicked.to_string(),
+        "= 0",
+        Verdict::hard(panicked == 0),
+    );
+    Ok(t)
+}
+
+/// Applies the objects and one status write per object, the least the apiserver must do for
+/// the same result without any operator.
+async fn measure_floor(client: &Client, ns: &str, k: &Knobs) -> Result<Duration> {
+    let api: Api<VpsSnapshot> = Api::namespaced(client.clone(), ns);
+    let start = Instant::now();
+    futures::stream::iter(0..k.objects())
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let (name, _, manifest) = burst_manifest(k, i);
+                cluster::apply(&api, manifest).await?;
+                let now = Timestamp::now().to_string();
+                let condition = |type_: &str, status: &str| {
+                    serde_json::json!({
+                        "type": type_, "status": status, "reason": "Completed",
+                        "message": format!("snapshot {} is complete", i + 1),
+                        "observedGeneration": 1, "lastTransitionTime": now,
+                    })
+                };
+                let status = serde_json::json!({
+                    "apiVersion": VpsSnapshot::api_version(&()),
+                    "kind": VpsSnapshot::kind(&()),
+                    "status": {
+                        "observedGeneration": 1,
+                        "phase": "Ready",
+                        "providerId": (i + 1).to_string(),
+                        "providerName": name,
+                        "providerStatus": "completed",
+                        "sizeMb": 5120,
+                        "size": "5120Mi",
+                        "providerCreatedAt": now,
+                        "conditions": [
+                            condition("Ready", "True"),
+                            condition("Reconciling", "False"),
+                            condition("Stalled", "False"),
+                        ],
+                    },
+                });
+                api.patch_status(
+                    &name,
+                    &PatchParams::apply(cluster::MANAGER).force(),
+                    &Patch::Apply(&status),
+                )
+                .await?;
+                Ok::<(), BoxError>(())
+            }
+        })
+        .buffer_unordered(k.concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(start.elapsed())
+}
+
+/// Waits until `want` objects are Ready (true) or the timeout passes (false).
+async fn wait_ready(w: &WriteCounter, want: usize, timeout: Duration, since: Instant) -> bool {
+    let mut last_report = Instant::now();
+    loop {
+        let ready = w.ready();
+        if ready >= want {
+            return true;
+        }
+        if since.elapsed() > timeout {
+            eprintln!("      timed out: {ready} of {want} Ready after {timeout:?}");
+            return false;
+        }
+        if last_report.elapsed() > Duration::from_secs(15) {
+            println!(
+                "      … {ready} of {want} Ready after {}",
+                secs(since.elapsed())
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Latency {
+    latencies_ms: Vec<f64>,
+    missing: u64,
+    achieved_rate: f64,
+}
+
+async fn measure_latency(
+    k: &Knobs,
+    api: &Api<VpsSnapshot>,
+    sim: &SimHandle,
+    snapshots: &WriteCounter,
+    already: u64,
+) -> Result<Latency> {
+    let l = k.latency_objects;
+    let sent = Arc::new(std::sync::Mutex::new(BTreeMap::<String, Timestamp>::new()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(k.concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    for i in 0..l {
+        let due = start + Duration::from_secs_f64(i as f64 / k.arrival_rate);
+        tokio::time::sleep_until(due.into()).await;
+        let server = k.servers + 1 + i / k.per_server;
+        let name = format!("l-{i}");
+        let manifest = cluster::snapshot_manifest(
+            &name,
+            PROVIDER,
+            server,
+            serde_json::json!({"snapshotName": name}),
+        );
+        let permit = gate.clone().acquire_owned().await?;
+        let (api, sent) = (api.clone(), sent.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            sent.lock().expect("sent").insert(name, Timestamp::now());
+            cluster::apply(&api, manifest).await.map(|_| ())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let achieved_rate = l as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    let sent = std::mem::take(&mut *sent.lock().expect("sent"));
+    // Every object reaches the provider, then Ready (bounded).
+    let deadline = Instant::now() + Duration::from_secs(120).max(k.poll_d * 10);
+    let latencies = loop {
+        let creates: BTreeMap<String, Timestamp> = sim
+            .record()
+            .creates
+            .into_iter()
+            .filter_map(|c| Some((c.name?, c.at)))
+            .filter(|(name, _)| sent.contains_key(name))
+            .collect();
+        if creates.len() == sent.len() || Instant::now() > deadline {
+            break creates;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let want = (already + l) as usize;
+    while snapshots.ready() < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let latencies_ms = sent
+        .iter()
+        .filter_map(|(name, at)| {
+            let created = latencies.get(name)?;
+            Some(created.duration_since(*at).as_secs_f64() * 1000.0)
+        })
+        .collect::<Vec<_>>();
+    Ok(Latency {
+        missing: l - latencies_ms.len() as u64,
+        latencies_ms,
+        achieved_rate,
+    })
+}
+
+struct Reflected {
+    stats: ProcStats,
+    count: u64,
+    synced_after: Duration,
+}
+
+/// Runs `vpsnap-bench reflector` as its own process, lets it sync and settle, reads its
+/// `/proc` figures, kills it.
+async fn measure_reflector(k: &Knobs, ns: &str) -> Result<Reflected> {
+    let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+    cmd.arg("reflector")
+        .arg("--namespace")
+        .arg(ns)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(kc) = &k.kubeconfig {
+        cmd.arg("--kubeconfig").arg(kc);
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn()?;
+    let pid = child.id().ok_or("reflector exited at once")?;
+    let stdout = child.stdout.take().ok_or("reflector stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+        .await
+        .map_err(|_| "the reflector did not sync within 120 s")??
+        .ok_or("the reflector exited before it synced")?;
+    let synced_after = start.elapsed();
+    let count = line
+        .strip_prefix("synced ")
+        .and_then(|c| c.trim().parse().ok())
+        .ok_or_else(|| format!("unexpected reflector output {line:?}"))?;
+    // Let it settle as the operator did (allocator, watch bookmarks).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = ProcStats::read(pid).ok_or("reflector gone before it was measured")?;
+    let _ = child.kill().await;
+    Ok(Reflected {
+        stats,
+        count,
+        synced_after,
+    })
+}

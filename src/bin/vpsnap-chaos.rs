@@ -1,0 +1,1014 @@
+//! `vpsnap-chaos`: a seeded soak. Mixed work (snapshots pinned or evictable or plain,
+//! backups, deletions, a restore and a schedule when the cluster serves those kinds) runs on
+//! a few servers while the simulator injects faults that change over time and the harness
+//! SIGKILLs and restarts the operator at random moments. Afterwards the faults stop,
+//! everything settles (bounded), and invariants are checked against the simulator's full
+//! record and the cluster; each is printed with its count. Exits non-zero on any violation.
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use jiff::Timestamp;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use vpsnap::api::{VpsBackup, VpsSnapshot, parse_duration};
+use vpsnap::bench::Result;
+use vpsnap::bench::cluster::{self, ProviderSetup};
+use vpsnap::bench::operator::{Operator, OperatorSpec, default_operator_bin};
+use vpsnap::bench::report::{Table, Verdict, secs};
+use vpsnap::controller::restore_point::RestorePoint;
+use vpsnap::sim::{Faults, ObjectKind, Record, SimConfig, SimHandle, SimStatus};
+
+const PROVIDER: &str = "chaos";
+const TOKEN: &str = "chaos-token";
+const SNAPSHOT_LIMIT: usize = 5;
+const BACKUP_LIMIT: usize = 10;
+const CREATE_DELAY: Duration = Duration::from_millis(1500);
+/// First server id; servers are `FIRST_SERVER..FIRST_SERVER + servers`.
+const FIRST_SERVER: u64 = 101;
+/// Ready=False reasons that mean "still working on it", not a final answer.
+const TRANSIENT: [&str; 8] = [
+    "Pending",
+    "Creating",
+    "CreateOutcomeUnknown",
+    "WaitingForRoom",
+    "RateLimited",
+    "ProviderNotReady",
+    "ProviderNotFound",
+    "UnknownProviderStatus",
+];
+
+#[derive(Parser)]
+#[command(
+    name = "vpsnap-chaos",
+    about = "Seeded chaos soak: mixed work, provider faults and operator kills, then invariants"
+)]
+struct Cli {
+    /// Kubeconfig of the control plane.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// The operator binary (default: `vpsnap` next to this program).
+    #[arg(long)]
+    operator_bin: Option<PathBuf>,
+    /// How long work, faults and kills go on, e.g. 10m [default: 10m; smoke 45s].
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Seeds the work, the fault schedule, the kill moments and the simulator's dice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Mean seconds between operator kills (exponentially distributed) [default: 40; smoke 12].
+    #[arg(long)]
+    kill_every: Option<f64>,
+    /// Servers at the simulated provider [default: 24; smoke 8].
+    #[arg(long)]
+    servers: Option<u64>,
+    /// Work actions per second (creates, deletions, restores) [default: 2; smoke 5].
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds between changes of the fault mix [default: 20; smoke 6].
+    #[arg(long)]
+    fault_period: Option<u64>,
+    /// Longest wait for everything to settle once faults stop [default: 8m; smoke 60s].
+    #[arg(long, value_parser = parse_duration)]
+    settle_timeout: Option<Duration>,
+    /// Append the operator's output here (default: a file in the temp directory).
+    #[arg(long)]
+    operator_log: Option<PathBuf>,
+    /// A short seeded run (a few hundred objects, under two minutes): what CI runs.
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// The full-run value, or the smoke one.
+fn pick<T>(smoke: bool, full: T, small: T) -> T {
+    if smoke { small } else { full }
+}
+
+struct Knobs {
+    kubeconfig: Option<PathBuf>,
+    operator_bin: PathBuf,
+    duration: Duration,
+    seed: u64,
+    kill_every: f64,
+    servers: u64,
+    rate: f64,
+    fault_period: Duration,
+    settle_timeout: Duration,
+    operator_log: PathBuf,
+}
+
+impl Knobs {
+    fn resolve(c: Cli) -> Result<Self> {
+        let s = c.smoke;
+        Ok(Self {
+            kubeconfig: c.kubeconfig,
+            operator_bin: match c.operator_bin {
+                Some(p) => p,
+                None => default_operator_bin()?,
+            },
+            duration: c.duration.unwrap_or(pick(
+                s,
+                Duration::from_secs(600),
+                Duration::from_secs(45),
+            )),
+            seed: c.seed,
+            kill_every: c.kill_every.unwrap_or(pick(s, 40.0, 12.0)).max(1.0),
+            servers: c.servers.unwrap_or(pick(s, 24, 8)).max(2),
+            rate: c.rate.unwrap_or(pick(s, 2.0, 5.0)).max(0.05),
+            fault_period: Duration::from_secs(c.fault_period.unwrap_or(pick(s, 20, 6)).max(1)),
+            settle_timeout: c.settle_timeout.unwrap_or(pick(
+                s,
+                Duration::from_secs(480),
+                Duration::from_secs(60),
+            )),
+            operator_log: c.operator_log.unwrap_or_else(|| {
+                std::env::temp_dir()
+                    .join(format!("vpsnap-chaos-operator-{}.log", std::process::id()))
+            }),
+        })
+    }
+
+    fn server_ids(&self) -> Vec<u64> {
+        (FIRST_SERVER..FIRST_SERVER + self.servers).collect()
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let knobs = match Knobs::resolve(Cli::parse()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("vpsnap-chaos: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match chaos(knobs).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("vpsnap-chaos: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Snapshot,
+    Backup,
+}
+
+/// One object the harness declared.
+struct Declared {
+    kind: Kind,
+    name: String,
+    server: u64,
+    pinned: bool,
+    evictable: bool,
+    retain: bool,
+    /// The provider-side marker (snapshot name, or the backup description tag).
+    marker: String,
+    /// When the harness deleted it.
+    deleted_at: Option<Timestamp>,
+    /// A restore refers to it: never deleted by the harness.
+    restore_source: bool,
+}
+
+/// What the harness did, for the checks.
+#[derive(Default)]
+struct Ledger {
+    objects: Vec<Declared>,
+    /// VpsRestore names with the snapshot object they restore from.
+    restores: Vec<(String, String)>,
+    schedules: Vec<String>,
+    kills: u64,
+    reconciles: u64,
+    reconcile_scrapes_failed: u64,
+    fault_changes: u64,
+    notes: Vec<String>,
+}
+
+/// Everything that must be undone on the way out.
+struct Env {
+    client: Client,
+    sim: Option<SimHandle>,
+    operator: Option<Operator>,
+    spec: Option<OperatorSpec>,
+    namespace: Option<String>,
+}
+
+impl Env {
+    async fn cleanup(mut self) {
+        if let Some(op) = self.operator.take() {
+            op.kill().await;
+        }
+        if let Some(ns) = self.namespace.take() {
+            let started = Instant::now();
+            cluster::delete_namespace(&self.client, &ns).await;
+            eprintln!(
+                "cleanup: namespace {ns} deleted in {}",
+                secs(started.elapsed())
+            );
+        }
+        if let Some(sim) = self.sim.take() {
+            sim.shutdown().await;
+        }
+    }
+
+    fn sim(&self) -> Result<&SimHandle> {
+        Ok(self.sim.as_ref().ok_or("simulator gone")?)
+    }
+
+    fn start_operator(&mut self) -> Result<()> {
+        let spec = self.spec.as_ref().ok_or("operator not configured")?;
+        self.operator = Some(Operator::start(spec)?);
+        Ok(())
+    }
+}
+
+async fn chaos(k: Knobs) -> Result<bool> {
+    let client = cluster::client(k.kubeconfig.as_deref()).await?;
+    cluster::install_crds(&client).await?;
+    let sim = vpsnap::sim::start(
+        SimConfig {
+            servers: k.server_ids(),
+            tokens: vec![TOKEN.into()],
+            create_delay: CREATE_DELAY,
+            restore_delay: Duration::from_secs(3),
+            snapshot_limit: SNAPSHOT_LIMIT,
+            backup_limit: BACKUP_LIMIT,
+            auto_backups: 1,
+            seed: k.seed,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let mut env = Env {
+        client: client.clone(),
+        sim: Some(sim),
+        operator: None,
+        spec: None,
+        namespace: None,
+    };
+    let outcome = tokio::select! {
+        r = run(&k, &mut env) => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+    };
+    env.cleanup().await;
+    let table = outcome?;
+    println!("{}", table.render());
+    println!("operator log: {}", k.operator_log.display());
+    let violations = table.violations();
+    if violations > 0 {
+        println!("RESULT: {violations} invariant(s) violated");
+    } else {
+        println!("RESULT: every invariant held");
+    }
+    Ok(violations == 0)
+}
+
+/// Optional kinds the cluster serves (another controller adds them): their API resources.
+struct Optional {
+    restore: Option<ApiResource>,
+    schedule: Option<ApiResource>,
+}
+
+async fn run(k: &Knobs, env: &mut Env) -> Result<Table> {
+    let client = env.client.clone();
+    let ns = cluster::create_namespace(&client, "chaos").await?;
+    env.namespace = Some(ns.clone());
+    println!(
+        "vpsnap-chaos: seed {}, {} of work on {} servers, {:.1} actions/s, a kill every ~{:.0} s, faults changing every {}; namespace {ns}",
+        k.seed,
+        secs(k.duration),
+        k.servers,
+        k.rate,
+        k.kill_every,
+        secs(k.fault_period)
+    );
+    let kinds: HashMap<String, ApiResource> =
+        cluster::vpsnap_kinds(&client).await?.into_iter().collect();
+    let optional = Optional {
+        restore: kinds.get("VpsRestore").cloned(),
+        schedule: kinds.get("VpsSnapshotSchedule").cloned(),
+    };
+    let mut ledger = Ledger::default();
+    if optional.restore.is_none() {
+        ledger
+            .notes
+            .push("VpsRestore is not served by this cluster: restores skipped".into());
+    }
+    if optional.schedule.is_none() {
+        ledger
+            .notes
+            .push("VpsSnapshotSchedule is not served by this cluster: schedules skipped".into());
+    }
+    for n in &ledger.notes {
+        println!("note: {n}");
+    }
+
+    // Foreign objects the operator must never touch: a snapshot on every third server, a
+    // manual backup on every fourth (plus one automatic backup per server from the config).
+    let sim = env.sim()?;
+    for (i, server) in k.server_ids().into_iter().enumerate() {
+        if i % 3 == 0 {
+            sim.add_foreign_snapshot(server, &format!("by-hand-{server}"), false);
+        }
+        if i % 4 == 0 {
+            sim.add_foreign_backup(server, false);
+        }
+    }
+    env.spec = Some(OperatorSpec {
+        bin: k.operator_bin.clone(),
+        kubeconfig: k.kubeconfig.clone(),
+        namespace: ns.clone(),
+        log: Some(k.operator_log.clone()),
+        extra_args: Vec::new(),
+    });
+    env.start_operator()?;
+    if let Some(op) = env.operator.as_mut() {
+        op.wait_ready(Duration::from_secs(60)).await?;
+    }
+    let sim = env.sim()?;
+    cluster::setup_provider(
+        &client,
+        &ns,
+        ProviderSetup {
+            name: PROVIDER,
+            endpoint: sim.vps_rest_url(),
+            token: TOKEN,
+            poll_interval: "1s",
+            resync_interval: "15s",
+            requests_per_second: 50,
+            max_in_flight: 8,
+            // Deletions are part of the work here, not a mass deletion to hold back.
+            extra: serde_json::json!({"deletionBreaker": {"maxDeletions": 1_000_000, "window": "1m"}}),
+        },
+        Duration::from_secs(60),
+    )
+    .await?;
+
+    let monitor = Monitor::start(env.sim.as_ref().ok_or("simulator gone")?, k.server_ids());
+    if let Some(ar) = &optional.schedule {
+        create_schedule(&client, &ns, ar, k, &mut ledger).await;
+    }
+
+    work(k, env, &client, &ns, &optional, &mut ledger).await?;
+
+    // --- settle ----------------------------------------------------------------------------
+    let sim = env.sim()?;
+    sim.set_faults(Faults::default());
+    if let Some(ar) = &optional.schedule {
+        for name in &ledger.schedules {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, ar);
+            let patch = serde_json::json!({"spec": {"suspend": true}});
+            if let Err(e) = api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                println!("note: could not suspend schedule {name}: {e}");
+            }
+        }
+    }
+    let alive = env.operator.as_mut().is_some_and(|op| op.alive());
+    if !alive {
+        ledger
+            .notes
+            .push("the operator had exited on its own before the settle phase; restarted".into());
+        env.start_operator()?;
+    }
+    println!(
+        "settling: faults off, work stopped, no more kills; waiting up to {} …",
+        secs(k.settle_timeout)
+    );
+    let settle_start = Instant::now();
+    let mut unconverged;
+    let mut last_print = Instant::now();
+    loop {
+        unconverged = unconverged_objects(&client, &ns, &kinds).await?;
+        if unconverged.is_empty() || settle_start.elapsed() > k.settle_timeout {
+            break;
+        }
+        if last_print.elapsed() > Duration::from_secs(10) {
+            println!(
+                "  … {} not converged after {}: {}",
+                unconverged.len(),
+                secs(settle_start.elapsed()),
+                summarize(&unconverged)
+            );
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let settled_after = settle_start.elapsed();
+    if let Some(op) = &env.operator {
+        match op.reconciles_total().await {
+            Ok(n) => ledger.reconciles += n,
+            Err(_) => ledger.reconcile_scrapes_failed += 1,
+        }
+    }
+    monitor.sample(env.sim()?);
+    let sim = env.sim()?;
+    let record = sim.record();
+    let restores = restore_sources(&client, &ns, &optional, &ledger).await;
+    Ok(check(
+        k,
+        &ledger,
+        &record,
+        &monitor,
+        sim,
+        &unconverged,
+        settled_after,
+        &restores,
+    ))
+}
+
+/// The seeded main loop: work actions, fault changes and kills until the duration is over.
+async fn work(
+    k: &Knobs,
+    env: &mut Env,
+    client: &Client,
+    ns: &str,
+    optional: &Optional,
+    ledger: &mut Ledger,
+) -> Result<()> {
+    // Independent streams, so one kind of event does not shift the others.
+    let mut work_rng = StdRng::seed_from_u64(k.seed);
+    let mut fault_rng = StdRng::seed_from_u64(k.seed.wrapping_add(1));
+    let mut kill_rng = StdRng::seed_from_u64(k.seed.wrapping_add(2));
+    let start = Instant::now();
+    let end = start + k.duration;
+    let mut next_action = start;
+    let mut next_faults = start;
+    let mut next_kill = start + exponential(&mut kill_rng, k.kill_every);
+    let mut counter = 0u64;
+    let mut last_progress = Instant::now();
+    let max_restores = (k.duration.as_secs() / 150).max(1);
+    while Instant::now() < end {
+        let now = Instant::now();
+        if now >= next_faults {
+            let faults = fault_mix(&mut fault_rng);
+            println!(
+                "  t={:>5.1}s faults: {}",
+                start.elapsed().as_secs_f64(),
+                describe(&faults)
+            );
+            env.sim()?.set_faults(faults);
+            ledger.fault_changes += 1;
+            next_faults = now + k.fault_period;
+        }
+        if now >= next_kill {
+            kill_and_restart(env, ledger).await?;
+            println!(
+                "  t={:>5.1}s operator killed and restarted (kill {})",
+                start.elapsed().as_secs_f64(),
+                ledger.kills
+            );
+            next_kill = Instant::now() + exponential(&mut kill_rng, k.kill_every);
+        }
+        if now >= next_action {
+            counter += 1;
+            let past_third = start.elapsed() > k.duration / 3;
+            let restore_due = optional.restore.is_some()
+                && past_third
+                && (ledger.restores.len() as u64) < max_restores;
+            action(
+                client,
+                ns,
+                optional,
+                ledger,
+                &mut work_rng,
+                k,
+                counter,
+                restore_due,
+            )
+            .await;
+            next_action += exponential(&mut work_rng, 1.0 / k.rate);
+        }
+        if last_progress.elapsed() > Duration::from_secs(15) {
+            let live = ledger
+                .objects
+                .iter()
+                .filter(|o| o.deleted_at.is_none())
+                .count();
+            println!(
+                "  t={:>5.1}s {} objects declared, {live} live, {} kills",
+                start.elapsed().as_secs_f64(),
+                ledger.objects.len(),
+                ledger.kills
+            );
+            last_progress = Instant::now();
+        }
+        let wake = next_action.min(next_faults).min(next_kill).min(end);
+        tokio::time::sleep_until(wake.into()).await;
+    }
+    Ok(())
+}
+
+/// Exponentially distributed delay with the given mean (seconds), at least 0.2 s.
+fn exponential(rng: &mut StdRng, mean_secs: f64) -> Duration {
+    let u: f64 = rng.random();
+    Duration::from_secs_f64((-mean_secs * (1.0 - u).ln()).max(0.2))
+}
+
+/// One fault mix: rates picked from the seed; timeouts rare (the simulator holds them 90 s).
+fn fault_mix(rng: &mut StdRng) -> Faults {
+    let calm = rng.random_bool(0.15);
+    let spike = rng.random_bool(0.25);
+    let timeouts = rng.random_bool(0.2);
+    let f = Faults {
+        latency: if spike {
+            Duration::from_millis(rng.random_range(200..1500))
+        } else {
+            Duration::ZERO
+        },
+        latency_jitter: Duration::from_millis(rng.random_range(0..100)),
+        error_5xx_rate: rng.random_range(0.0..0.15),
+        timeout_rate: if timeouts { 0.004 } else { 0.0 },
+        drop_rate: rng.random_range(0.0..0.03),
+        rate_429: rng.random_range(0.0..0.08),
+        retry_after_secs: rng.random_range(1..=3),
+        lost_create_rate: rng.random_range(0.0..0.3),
+        fail_rate: rng.random_range(0.0..0.1),
+        unknown_status_rate: 0.0,
+        shuffle_lists: rng.random_bool(0.5),
+        zomro_quirky_elem: false,
+    };
+    if calm { Faults::default() } else { f }
+}
+
+fn describe(f: &Faults) -> String {
+    if *f == Faults::default() {
+        return "none (calm)".into();
+    }
+    format!(
+        "5xx {:.2}, 429 {:.2} (Retry-After {}s), timeout {:.3}, drop {:.2}, lost-create {:.2}, fail {:.2}, latency {:?}+{:?}{}",
+        f.error_5xx_rate,
+        f.rate_429,
+        f.retry_after_secs,
+        f.timeout_rate,
+        f.drop_rate,
+        f.lost_create_rate,
+        f.fail_rate,
+        f.latency,
+        f.latency_jitter,
+        if f.shuffle_lists {
+            ", shuffled lists"
+        } else {
+            ""
+        }
+    )
+}
+
+async fn kill_and_restart(env: &mut Env, ledger: &mut Ledger) -> Result<()> {
+    if let Some(op) = env.operator.take() {
+        match op.reconciles_total().await {
+            Ok(n) => ledger.reconciles += n,
+            Err(_) => ledger.reconcile_scrapes_failed += 1,
+        }
+        op.kill().await;
+        ledger.kills += 1;
+    }
+    env.start_operator()
+}
+
+/// One work action; failures of the apiserver call are printed and skipped (the harness is
+/// not under test).
+#[allow(clippy::too_many_arguments)]
+async fn action(
+    client: &Client,
+    ns: &str,
+    optional: &Optional,
+    ledger: &mut Ledger,
+    rng: &mut StdRng,
+    k: &Knobs,
+    counter: u64,
+    restore_due: bool,
+) {
+    let roll: f64 = rng.random();
+    let server = FIRST_SERVER + rng.random_range(0..k.servers);
+    let result = if restore_due && roll < 0.05 {
+        restore(client, ns, optional, ledger, rng).await
+    } else if roll < 0.55 {
+        create_snapshot(client, ns, ledger, rng, server, counter).await
+    } else if roll < 0.75 {
+        create_backup(client, ns, ledger, rng, server, counter).await
+    } else {
+        delete_one(client, ns, ledger, rng).await
+    };
+    if let Err(e) = result {
+        println!("  harness: action failed (skipped): {e}");
+    }
+}
+
+async fn create_snapshot(
+    client: &Client,
+    ns: &str,
+    ledger: &mut Ledger,
+    rng: &mut StdRng,
+    server: u64,
+    counter: u64,
+) -> Result<()> {
+    let name = format!("s-{counter}");
+    let flags: f64 = rng.random();
+    let pinned = flags < 0.15;
+    let evictable = !pinned && flags < 0.65;
+    let retain = rng.random_bool(0.1);
+    let explicit = rng.random_bool(0.4);
+    let mut extra = serde_json::json!({
+        "pinned": pinned,
+        "evictable": evictable,
+        "deletionPolicy": if retain { "Retain" } else { "Delete" },
+    });
+    if explicit {
+        extra["snapshotName"] = format!("chaos-{name}").into();
+    }
+    let api: Api<VpsSnapshot> = Api::namespaced(client.clone(), ns);
+    let obj = cluster::apply(
+        &api,
+        cluster::snapshot_manifest(&name, PROVIDER, server, extra),
+    )
+    .await?;
+    ledger.objects.push(Declared {
+        kind: Kind::Snapshot,
+        name,
+        server,
+        pinned,
+        evictable,
+        retain,
+        marker: obj.marker(),
+        deleted_at: None,
+        restore_source: false,
+    });
+    Ok(())
+}
+
+async fn create_backup(
+    client: &Client,
+    ns: &str,
+    ledger: &mut Ledger,
+    rng: &mut StdRng,
+    server: u64,
+    counter: u64,
+) -> Result<()> {
+    let name = format!("b-{counter}");
+    let flags: f64 = rng.random();
+    let pinned = flags < 0.1;
+    let evictable = !pinned && flags < 0.3;
+    let retain = rng.random_bool(0.1);
+    let extra = serde_json::json!({
+        "pinned": pinned,
+        "evictable": evictable,
+        "deletionPolicy": if retain { "Retain" } else { "Delete" },
+        "description": format!("chaos {name}"),
+    });
+    let api: Api<VpsBackup> = Api::namespaced(client.clone(), ns);
+    let obj = cluster::apply(
+        &api,
+        cluster::backup_manifest(&name, PROVIDER, server, extra),
+    )
+    .await?;
+    ledger.objects.push(Declared {
+        kind: Kind::Backup,
+        name,
+        server,
+        pinned,
+        evictable,
+        retain,
+        marker: obj.marker(),
+        deleted_at: None,
+        restore_source: false,
+    });
+    Ok(())
+}
+
+async fn delete_one(
+    client: &Client,
+    ns: &str,
+    ledger: &mut Ledger,
+    rng: &mut StdRng,
+) -> Result<()> {
+    let live: Vec<usize> = ledger
+        .objects
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.deleted_at.is_none() && !o.restore_source)
+        .map(|(i, _)| i)
+        .collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    let o = &mut ledger.objects[live[rng.random_range(0..live.len())]];
+    o.deleted_at = Some(Timestamp::now());
+    let dp = DeleteParams::default();
+    let r = match o.kind {
+        Kind::Snapshot => Api::<VpsSnapshot>::namespaced(client.clone(), ns)
+            .delete(&o.name, &dp)
+            .await
+            .map(|_| ()),
+        Kind::Backup => Api::<VpsBackup>::namespaced(client.clone(), ns)
+            .delete(&o.name, &dp)
+            .await
+            .map(|_| ()),
+    };
+    match r {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A `VpsRestore` from a Ready snapshot the harness declared (never deleted afterwards).
+async fn restore(
+    client: &Client,
+    ns: &str,
+    optional: &Optional,
+    ledger: &mut Ledger,
+    rng: &mut StdRng,
+) -> Result<()> {
+    let Some(ar) = &optional.restore else {
+        return Ok(());
+    };
+    let snapshots: Api<VpsSnapshot> = Api::namespaced(client.clone(), ns);
+    let used: Vec<&str> = ledger.restores.iter().map(|(_, s)| s.as_str()).collect();
+    let candidates: Vec<usize> = ledger
+        .objects
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| {
+            o.kind == Kind::Snapshot && o.deleted_at.is_none() && !used.contains(&o.name.as_str())
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let mut ready = Vec::new();
+    for i in candidates {
+        if let Ok(Some(s)) = snapshots.get_opt(&ledger.objects[i].name).await
+            && cluster::snapshot_ready(&s)
+        {
+            ready.push(i);
+        }
+    }
+    if ready.is_empty() {
+        return Ok(());
+    }
+    let i = ready[rng.random_range(0..ready.len())];
+    let source = ledger.objects[i].name.clone();
+    let server = ledger.objects[i].server;
+    let name = format!("r-{}", ledger.restores.len() + 1);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+    let body = serde_json::json!({
+        "apiVersion": ar.api_version, "kind": ar.kind,
+        "metadata": {"name": name},
+        "spec": {
+            "providerRef": {"name": PROVIDER},
+            "serverId": server,
+            "source": {"snapshotRef": {"name": source}},
+            "acknowledgeDataLoss": true,
+        },
+    });
+    match api
+        .patch(
+            &name,
+            &PatchParams::apply(cluster::MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => {
+            ledger.objects[i].restore_source = true;
+            ledger.restores.push((name, source));
+            Ok(())
+        }
+        Err(e) => {
+            let note = format!("VpsRestore rejected by the apiserver ({e}): restores skipped");
+            println!("note: {note}");
+            ledger.notes.push(note);
+            ledger.restores.push((String::new(), String::new()));
+            Ok(())
+        }
+    }
+}
+
+/// One schedule over the last two servers, firing every 10 s with keep-last 2.
+async fn create_schedule(
+    client: &Client,
+    ns: &str,
+    ar: &ApiResource,
+    k: &Knobs,
+    ledger: &mut Ledger,
+) {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+    let last = FIRST_SERVER + k.servers - 1;
+    let name = "every-10s";
+    let body = serde_json::json!({
+        "apiVersion": ar.api_version, "kind": ar.kind,
+        "metadata": {"name": name},
+        "spec": {
+            "providerRef": {"name": PROVIDER},
+            "serverIds": [last - 1, last],
+            "schedule": "*/10 * * * * *",
+            "timeZone": "UTC",
+            "maxJitter": "1s",
+            "retention": {"keepLast": 2},
+            "template": {"description": "chaos schedule"},
+        },
+    });
+    match api
+        .patch(
+            name,
+            &PatchParams::apply(cluster::MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => {
+            println!(
+                "schedule {name}: servers {} and {last}, every 10 s, keep last 2",
+                last - 1
+            );
+            ledger.schedules.push(name.to_string());
+        }
+        Err(e) => {
+            let note =
+                format!("VpsSnapshotSchedule rejected by the apiserver ({e}): schedules skipped");
+            println!("note: {note}");
+            ledger.notes.push(note);
+        }
+    }
+}
+
+/// An object that has not reached a final state, with what it says.
+struct Unconverged {
+    kind: String,
+    name: String,
+    reason: String,
+}
+
+fn summarize(list: &[Unconverged]) -> String {
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for u in list {
+        *by.entry(format!("{} {}", u.kind, u.reason)).or_default() += 1;
+    }
+    by.iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every vpsnap object that is neither Ready nor in a terminal condition that names its cause.
+async fn unconverged_objects(
+    client: &Client,
+    ns: &str,
+    kinds: &HashMap<String, ApiResource>,
+) -> Result<Vec<Unconverged>> {
+    let mut out = Vec::new();
+    for (kind, ar) in kinds {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+        for o in api.list(&ListParams::default()).await?.items {
+            let v = serde_json::to_value(&o)?;
+            let deleting = o.metadata.deletion_timestamp.is_some();
+            let verdict = if kind == "VpsRestore" {
+                match cluster::condition_of_value(&v, "Succeeded") {
+                    Some((s, _, _)) if s == "True" => None,
+                    Some((s, r, m)) if s == "False" && !r.is_empty() && !m.is_empty() => None,
+                    Some((s, r, _)) => Some(format!("Succeeded={s} {r}")),
+                    None => Some("no Succeeded condition".into()),
+                }
+            } else {
+                let ready = cluster::condition_of_value(&v, "Ready");
+                let stalled = cluster::condition_of_value(&v, "Stalled");
+                match (ready, stalled) {
+                    (Some((s, _, _)), _) if s == "True" && !deleting => None,
+                    (_, Some((s, r, m)))
+                        if s == "True"
+                            && !r.is_empty()
+                            && !m.is_empty()
+                            && !TRANSIENT.contains(&r.as_str()) =>
+                    {
+                        None
+                    }
+                    (Some((s, r, _)), _) => Some(format!(
+                        "{}Ready={s} {r}",
+                        if deleting { "Terminating, " } else { "" }
+                    )),
+                    (None, _) => Some(format!(
+                        "{}no Ready condition",
+                        if deleting { "Terminating, " } else { "" }
+                    )),
+                }
+            };
+            if let Some(reason) = verdict {
+                out.push(Unconverged {
+                    kind: kind.clone(),
+                    name: o.name_any(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Provider ids the restores resolved their source to: (VpsRestore, source provider id).
+async fn restore_sources(
+    client: &Client,
+    ns: &str,
+    optional: &Optional,
+    ledger: &Ledger,
+) -> Vec<(String, Option<String>)> {
+    let Some(ar) = &optional.restore else {
+        return Vec::new();
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+    let mut out = Vec::new();
+    for (name, _) in ledger.restores.iter().filter(|(n, _)| !n.is_empty()) {
+        let id = api.get_opt(name).await.ok().flatten().and_then(|o| {
+            o.data
+                .get("status")?
+                .get("sourceProviderId")?
+                .as_str()
+                .map(str::to_string)
+        });
+        out.push((name.clone(), id));
+    }
+    out
+}
+
+/// What the provider held over time: per (kind, id), the first moment it was seen
+/// completed and its last status seen. Sampled twice a second.
+struct Monitor {
+    seen: Arc<Mutex<HashMap<(ObjectKind, u64), Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+    servers: Vec<u64>,
+}
+
+#[derive(Clone, Debug)]
+struct Seen {
+    first_completed: Option<Timestamp>,
+    last: SimStatus,
+}
+
+impl Monitor {
+    fn start(sim: &SimHandle, servers: Vec<u64>) -> Self {
+        let seen = Arc::new(Mutex::new(HashMap::new()));
+        // The handle is not shared, so the task reads the inspection endpoint over HTTP.
+        let url = format!("{}state", sim.inspect_url());
+        let (s, list) = (seen.clone(), servers.clone());
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                if let Ok(r) = http.get(&url).send().await
+                    && let Ok(v) = r.json::<serde_json::Value>().await
+                {
+                    let now = Timestamp::now();
+                    let mut seen = s.lock().expect("monitor");
+                    for (key, list) in [
+                        ("snapshots", ObjectKind::Snapshot),
+                        ("backups", ObjectKind::Backup),
+                    ]
+                    .map(|(k, kind)| {
+                        (
+                            kind,
+                            v.get(k)
+                                .and_then(|x| x.as_array())
+                                .cloned()
+                                .unwrap_or_default(),
+                        )
+                    }) {
+                        for o in list {
+                            let (Some(id), Some(server)) = (
+                                o.get("id").and_then(|x| x.as_u64()),
+                                o.get("server").and_then(|x| x.as_u64()),
+                            ) else {
+                                continue;
+                            };
+                            if !list_contains(&list_servers(&list_servers_dummy()), server)
+                                && !servers_ok(&list_servers_dummy(), server)
+                            {
+                                // unreachable: every server is watched
+                            }
+                            let status: SimStatus = serde_json::from_value(
+                                o.get("status").cloned().unwrap_or_default(),
+                            )
+                            .unwrap_or(SimStatus::Other("unknown".into()));
+                            note(&mut seen, key, id, status, now);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Self {
+            seen,
+            task,
+            servers,
+        }
+    }
+}
