@@ -492,10 +492,15 @@ async fn a_safety_snapshot_is_taken_before_the_restore() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_safety_snapshot_that_cannot_fit_is_skipped_and_said_so() {
+async fn a_safety_snapshot_that_does_not_fit_is_skipped_without_evicting() {
     let (w, _) = world_with_snapshot("restore-full", 600).await;
-    // Fill the server to its limit (5) with snapshots vpsnap may not evict.
-    for n in 0..4 {
+    // The source may be evicted to make room (as a schedule's old child would be); the server
+    // is then filled to its limit (5) with snapshots vpsnap did not make.
+    w.snapshot("evictable-src", "acct", 600, json!({"evictable": true}))
+        .await;
+    let src = w.wait_ready::<VpsSnapshot>("evictable-src", T).await;
+    let src_id = src.status.unwrap().provider_id.unwrap();
+    for n in 0..3 {
         w.sim
             .add_foreign_snapshot(600, &format!("foreign-{n}"), false);
     }
@@ -505,7 +510,7 @@ async fn a_safety_snapshot_that_cannot_fit_is_skipped_and_said_so() {
         restore_manifest(
             "squeezed",
             600,
-            json!({"snapshotRef": {"name": "base"}}),
+            json!({"snapshotRef": {"name": "evictable-src"}}),
             json!({"snapshotBeforeRestore": true}),
         ),
     )
@@ -515,15 +520,25 @@ async fn a_safety_snapshot_that_cannot_fit_is_skipped_and_said_so() {
     let skipped = st
         .pre_restore_snapshot_skipped
         .expect("the skip is recorded");
-    assert!(skipped.contains("LimitReached"), "{skipped}");
+    assert!(skipped.contains("no free snapshot slot"), "{skipped}");
+    assert_eq!(st.pre_restore_snapshot, None);
     let (_, _, message) = condition(&done, "Succeeded").unwrap();
     assert!(message.contains("Safety snapshot skipped"), "{message}");
     wait_event(&w, "squeezed", "PreSnapshotSkipped").await;
-    // The blocked safety snapshot object goes, so it never snapshots the restored server
-    // later under its misleading name.
-    wait_gone(&w.ns.api::<VpsSnapshot>(), "squeezed-before-restore", T).await;
-    assert_eq!(restores(&w.sim).len(), 1);
+
+    // Nothing was evicted for it, the source included, and the restore used the source.
+    let record = w.sim.record();
+    assert!(record.deletes.is_empty(), "{:?}", record.deletes);
+    assert_eq!(record.restores.len(), 1);
+    assert_eq!(record.restores[0].object_id.to_string(), src_id);
     assert_eq!(w.sim.snapshots(600).len(), 5);
+    assert!(
+        w.ns.api::<VpsSnapshot>()
+            .get_opt("squeezed-before-restore")
+            .await
+            .unwrap()
+            .is_none()
+    );
     w.stop().await;
 }
 

@@ -8,7 +8,7 @@ use kube::runtime::reflector::Store;
 use super::backoff::Backoff;
 use super::listings::Listings;
 use super::registry::Registry;
-use crate::api::{VpsBackup, VpsProvider, VpsSnapshot};
+use crate::api::{VpsBackup, VpsProvider, VpsRestore, VpsSnapshot};
 use crate::telemetry::metrics::Metrics;
 
 pub struct Context {
@@ -26,6 +26,8 @@ pub struct Context {
     pub providers: OnceLock<Store<VpsProvider>>,
     pub snapshots: OnceLock<Store<VpsSnapshot>>,
     pub backups: OnceLock<Store<VpsBackup>>,
+    /// Unfinished restores pin their source: it must not be evicted under them.
+    pub restores: OnceLock<Store<VpsRestore>>,
 }
 
 impl Context {
@@ -45,6 +47,7 @@ impl Context {
             providers: OnceLock::new(),
             snapshots: OnceLock::new(),
             backups: OnceLock::new(),
+            restores: OnceLock::new(),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod restore_point;
 pub mod run;
 pub mod schedule;
 pub mod status;
+pub mod watch;
 
 use std::time::Duration;
 

@@ -134,9 +134,19 @@ pub struct Facts<'a> {
     /// `None` until the listing was looked at (`Step::Verify`).
     pub listed: Option<Listed>,
     pub pre: PreFacts,
+    /// `None` until the server's snapshot slots were counted (`Step::CheckRoom`).
+    pub room: Option<Room>,
 }
 
-/// The next step. Only `Restore` sends the restore call; `Verify` only lists.
+/// Whether a safety snapshot fits on the server without evicting anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Room {
+    Free,
+    /// Why not, for the condition and the Event.
+    Full(String),
+}
+
+/// The next step. Only `Restore` sends the restore call; `Verify` and `CheckRoom` only list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Accepted by the provider: report success, nothing else, ever.
@@ -155,6 +165,8 @@ pub enum Step {
     Verify {
         id: String,
     },
+    /// List the server's snapshots to see whether a safety snapshot fits.
+    CheckRoom,
     CreatePreSnapshot,
     SkipPreSnapshot {
         reason: String,
@@ -280,7 +292,16 @@ pub fn decide(f: &Facts) -> Step {
         PreFacts::NotWanted | PreFacts::Ready | PreFacts::Skipped => {
             Step::Restore { id: id.clone() }
         }
-        PreFacts::Absent => Step::CreatePreSnapshot,
+        // Only into a free slot: making room would evict a snapshot, perhaps the very one this
+        // restore needs (an evictable schedule child).
+        PreFacts::Absent => match &f.room {
+            None => Step::CheckRoom,
+            Some(Room::Free) => Step::CreatePreSnapshot,
+            Some(Room::Full(why)) => Step::SkipPreSnapshot {
+                reason: why.clone(),
+                delete: false,
+            },
+        },
         PreFacts::Pending(message) => Step::Wait(Wait {
             phase: RestorePhase::PreSnapshot,
             reason: "PreSnapshotPending",
@@ -430,6 +451,22 @@ pub fn listed(listing: &ServerListing, id: &str) -> Listed {
     }
 }
 
+/// Whether one more snapshot fits on the server (every listed snapshot counts, ours or not).
+pub fn room(listing: &ServerListing, limit: usize, server: i64) -> Room {
+    if !listing.complete {
+        return Room::Full(format!(
+            "the provider lists server {server}'s snapshots only in part, so a free slot cannot be confirmed"
+        ));
+    }
+    if listing.items.len() >= limit {
+        return Room::Full(format!(
+            "server {server} has no free snapshot slot ({} of {limit} used) and vpsnap does not evict to make room for a safety snapshot",
+            listing.items.len()
+        ));
+    }
+    Room::Free
+}
+
 /// `<restore>-before-restore`, kept a valid object name however long the restore's name is.
 pub fn pre_snapshot_name(restore: &str) -> String {
     let room = 253 - PRE_SNAPSHOT_SUFFIX.len();
@@ -454,6 +491,13 @@ pub fn wakes(restore: &VpsRestore, kind: RestoreKind, ns: Option<&str>, name: &s
     );
     let safety = kind == RestoreKind::Snapshot && st.pre_restore_snapshot.as_deref() == Some(name);
     source || safety
+}
+
+/// Whether a readiness change of the `VpsProvider` `name` in `ns` should wake this restore.
+pub fn waits_for_provider(restore: &VpsRestore, ns: &str, name: &str) -> bool {
+    restore.namespace().as_deref() == Some(ns)
+        && restore.spec.provider_ref.name == name
+        && settled(&restore.status.clone().unwrap_or_default()).is_none()
 }
 
 // --- report (pure) ----------------------------------------------------------------------------
@@ -692,12 +736,17 @@ async fn reconcile_fresh(cached: &VpsRestore, ctx: &Context) -> Result<Action, E
         source: source_facts(ctx, &obj, source).await?,
         listed: None,
         pre: pre_state(ctx, &obj, &current).await?,
+        room: None,
     };
+    // The read-only provider facts are fetched only when the decision needs them.
     let step = loop {
         match (decide(&facts), &handle) {
             (Step::Verify { id }, Some(h)) if facts.listed.is_none() => {
                 let kind = facts.kind.unwrap_or(RestoreKind::Snapshot);
                 facts.listed = Some(verify(ctx, h, &obj, kind, &id).await?);
+            }
+            (Step::CheckRoom, Some(h)) if facts.room.is_none() => {
+                facts.room = Some(check_room(ctx, h, &obj).await?);
             }
             (step, _) => break step,
         }
@@ -802,6 +851,31 @@ async fn verify(
     Ok(listed(&listing, id))
 }
 
+/// Counts the server's snapshots against the provider's limit.
+async fn check_room(
+    ctx: &Context,
+    handle: &ProviderHandle,
+    obj: &VpsRestore,
+) -> Result<Room, Error> {
+    let key = ServerKey {
+        provider: (
+            obj.namespace().unwrap_or_default(),
+            obj.spec.provider_ref.name.clone(),
+        ),
+        server: obj.spec.server_id.max(0) as u64,
+        class: Class::Snapshot,
+    };
+    let mut guard = ctx.listings.lock(&key).await;
+    // A fresh count: a cached one may miss snapshots made outside vpsnap since, and a safety
+    // snapshot that does not fit makes the snapshot controller evict, perhaps this restore's
+    // own source. Once per restore, so the extra list call is cheap.
+    guard.invalidate();
+    let listing = guard
+        .listing(&handle.client, &key, handle.poll_interval)
+        .await?;
+    Ok(room(&listing, handle.snapshot_limit, obj.spec.server_id))
+}
+
 async fn act(
     ctx: &Context,
     api: &Api<VpsRestore>,
@@ -828,7 +902,7 @@ async fn act(
             let r = doubt_report(
                 obj,
                 current,
-                "the operator stopped before it recorded the provider's answer",
+                "the provider's answer was never recorded: the operator stopped, or could not write status, right after sending the request",
             );
             let st = render(obj, current, current.clone(), &r, now);
             status::write(api, &obj.name_any(), Some(current), &st).await?;
@@ -856,9 +930,9 @@ async fn act(
             ctx.backoff.reset(&obj_key(obj));
             Ok(Action::await_change())
         }
-        // `reconcile_fresh` resolves a verification before acting; without a provider handle
-        // there is nothing to verify with, so look again shortly.
-        Step::Verify { .. } => Ok(Action::requeue(PROVIDER_WAIT)),
+        // `reconcile_fresh` resolves these lookups before acting; without a provider handle
+        // there is nothing to look with, so look again shortly.
+        Step::Verify { .. } | Step::CheckRoom => Ok(Action::requeue(PROVIDER_WAIT)),
         Step::CreatePreSnapshot => create_pre_snapshot(ctx, api, obj, current, handle).await,
         Step::SkipPreSnapshot { reason, delete } => {
             skip_pre_snapshot(ctx, api, obj, current, reason, delete).await
@@ -1241,6 +1315,7 @@ mod tests {
             source: usable(true),
             listed: Some(Listed::Completed),
             pre: PreFacts::NotWanted,
+            room: None,
         }
     }
 
@@ -1295,18 +1370,22 @@ mod tests {
                 delete: true,
             },
         ];
+        let rooms = [None, Some(Room::Free), Some(Room::Full("x".into()))];
         let mut all = Vec::new();
         for p in &providers {
             for s in &sources {
                 for l in &listings {
                     for pre in &pres {
-                        all.push(Facts {
-                            provider: p.clone(),
-                            source: s.clone(),
-                            listed: l.clone(),
-                            pre: pre.clone(),
-                            ..facts(status)
-                        });
+                        for room in &rooms {
+                            all.push(Facts {
+                                provider: p.clone(),
+                                source: s.clone(),
+                                listed: l.clone(),
+                                pre: pre.clone(),
+                                room: room.clone(),
+                                ..facts(status)
+                            });
+                        }
                     }
                 }
             }
@@ -1332,7 +1411,13 @@ mod tests {
             for f in all_other_facts(&status) {
                 let step = decide(&f);
                 assert_eq!(step, expected, "{f:?}");
-                assert!(!matches!(step, Step::Restore { .. } | Step::Verify { .. }));
+                assert!(!matches!(
+                    step,
+                    Step::Restore { .. }
+                        | Step::Verify { .. }
+                        | Step::CheckRoom
+                        | Step::CreatePreSnapshot
+                ));
             }
             assert_eq!(settled(&status), Some(expected));
         }
@@ -1487,12 +1572,35 @@ mod tests {
                 Box::new(wait("SourceNotReady")),
             ),
             (
-                "safety snapshot wanted: create it first",
+                "safety snapshot wanted: count the slots first",
                 Facts {
                     pre: PreFacts::Absent,
                     ..facts(&fresh)
                 },
+                Box::new(|s| *s == Step::CheckRoom),
+            ),
+            (
+                "safety snapshot wanted, a slot free: create it",
+                Facts {
+                    pre: PreFacts::Absent,
+                    room: Some(Room::Free),
+                    ..facts(&fresh)
+                },
                 Box::new(|s| *s == Step::CreatePreSnapshot),
+            ),
+            (
+                "safety snapshot wanted, server full: skip it, evict nothing",
+                Facts {
+                    pre: PreFacts::Absent,
+                    room: Some(Room::Full("full".into())),
+                    ..facts(&fresh)
+                },
+                Box::new(|s| {
+                    *s == Step::SkipPreSnapshot {
+                        reason: "full".into(),
+                        delete: false,
+                    }
+                }),
             ),
             (
                 "safety snapshot pending: wait in PreSnapshot",
@@ -1736,6 +1844,9 @@ mod tests {
         );
         assert_eq!(listed(&listing(true), "9"), Listed::Absent);
         assert_eq!(listed(&listing(false), "9"), Listed::AbsentFromPartialList);
+        assert_eq!(room(&listing(true), 3, 1), Room::Free);
+        assert!(matches!(room(&listing(true), 2, 1), Room::Full(why) if why.contains("2 of 2")));
+        assert!(matches!(room(&listing(false), 9, 1), Room::Full(_)));
     }
 
     #[test]
@@ -1785,8 +1896,11 @@ mod tests {
             Some("ns"),
             "r-before-restore"
         ));
+        assert!(waits_for_provider(&r, "ns", "acct"));
+        assert!(!waits_for_provider(&r, "ns", "other"));
         r.status = Some(accepted());
         assert!(!wakes(&r, RestoreKind::Snapshot, Some("ns"), "s"));
+        assert!(!waits_for_provider(&r, "ns", "acct"));
     }
 
     #[test]

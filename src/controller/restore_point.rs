@@ -313,7 +313,7 @@ async fn create_if_room<K: RestorePoint>(
         Class::Snapshot => handle.snapshot_limit,
         Class::Backup => handle.backup_limit,
     };
-    let slots = slots_for(listing, &declared);
+    let slots = slots_for(ctx, listing, &declared);
     let wants = wants_for(&declared, listing);
     // Objects being deleted (with their provider data) are room already being made.
     let evicting: BTreeSet<String> = declared
@@ -969,7 +969,11 @@ fn declared_on_server<K: RestorePoint>(ctx: &Context, key: &ServerKey) -> Vec<Ar
         .collect()
 }
 
-fn slots_for<K: RestorePoint>(listing: &ServerListing, declared: &[Arc<K>]) -> Vec<Slot> {
+fn slots_for<K: RestorePoint>(
+    ctx: &Context,
+    listing: &ServerListing,
+    declared: &[Arc<K>],
+) -> Vec<Slot> {
     listing
         .items
         .iter()
@@ -998,7 +1002,9 @@ fn slots_for<K: RestorePoint>(listing: &ServerListing, declared: &[Arc<K>]) -> V
                     Owner::Declared {
                         key: obj_key(d.as_ref()),
                         pinned: c.pinned,
-                        evictable: c.evictable && d.meta().deletion_timestamp.is_none(),
+                        evictable: c.evictable
+                            && d.meta().deletion_timestamp.is_none()
+                            && !restore_pending_on::<K>(ctx, d.as_ref(), &item.id),
                     }
                 }
             };
@@ -1015,6 +1021,34 @@ fn slots_for<K: RestorePoint>(listing: &ServerListing, declared: &[Arc<K>]) -> V
             }
         })
         .collect()
+}
+
+/// Whether an unfinished `VpsRestore` uses this object (by reference or provider id) as its
+/// source: evicting it would pull the restore point out from under the restore.
+fn restore_pending_on<K: RestorePoint>(ctx: &Context, obj: &K, provider_id: &str) -> bool {
+    let Some(restores) = ctx.restores.get() else {
+        return false;
+    };
+    let name = obj.meta().name.as_deref().unwrap_or_default();
+    restores.state().iter().any(|r| {
+        let finished = r.status.as_ref().is_some_and(|s| {
+            s.restore_accepted_at.is_some() || s.phase == Some(crate::api::RestorePhase::Failed)
+        });
+        let src = &r.spec.source;
+        let (by_ref, by_id) = match K::CLASS {
+            Class::Snapshot => (
+                src.snapshot_ref.as_ref().map(|x| x.name.as_str()),
+                src.snapshot_id.as_deref(),
+            ),
+            Class::Backup => (
+                src.backup_ref.as_ref().map(|x| x.name.as_str()),
+                src.backup_id.as_deref(),
+            ),
+        };
+        !finished
+            && r.namespace() == obj.meta().namespace
+            && (by_ref == Some(name) || by_id == Some(provider_id))
+    })
 }
 
 /// Declared objects that still need a create: no provider object, nothing pending, not

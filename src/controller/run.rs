@@ -5,14 +5,14 @@ use std::sync::Arc;
 use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use super::context::Context;
 use super::restore_point::{self, RestorePoint};
-use super::{provider, restore, schedule};
+use super::{provider, restore, schedule, watch};
 use crate::api::{
     RestoreKind, VpsBackup, VpsProvider, VpsRestore, VpsSnapshot, VpsSnapshotSchedule,
 };
@@ -120,11 +120,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
     // Providers: also woken when a referenced Secret changes (metadata only: no Secret data
     // is ever cached, and memory does not grow with the cluster's Secrets).
     let (provider_reader, provider_writer) = reflector::store();
-    let provider_stream = watcher(api::<VpsProvider>(&client, ns), watcher::Config::default())
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(provider_writer)
-        .touched_objects();
+    let provider_stream = watch::guarded(
+        api::<DeserializeGuard<VpsProvider>>(&client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
+    .reflect(provider_writer)
+    .touched_objects();
     let _ = ctx.providers.set(provider_reader.clone());
     let secret_trigger = watcher(
         api::<PartialObjectMeta<Secret>>(&client, ns),
@@ -206,8 +209,8 @@ where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(
-        api::<VpsSnapshotSchedule>(client, ns),
+    let stream = watch::guarded(
+        api::<DeserializeGuard<VpsSnapshotSchedule>>(client, ns),
         watcher::Config::default(),
     )
     .default_backoff()
@@ -237,11 +240,15 @@ where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api::<VpsRestore>(client, ns), watcher::Config::default())
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .touched_objects();
+    let stream = watch::guarded(
+        api::<DeserializeGuard<VpsRestore>>(client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
+    .reflect(writer)
+    .touched_objects();
+    let _ = ctx.restores.set(reader.clone());
     let (by_snapshot, by_backup, by_provider) = (reader.clone(), reader.clone(), reader.clone());
     let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
         futures::stream::iter(restores_of_provider(&by_provider, &ns, &name))
@@ -304,7 +311,7 @@ fn restores_of_provider(
     restores
         .state()
         .into_iter()
-        .filter(|r| r.namespace().as_deref() == Some(ns) && r.spec.provider_ref.name == name)
+        .filter(|r| restore::waits_for_provider(r, ns, name))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
 }
@@ -322,11 +329,14 @@ where
 {
     let (reader, writer) = reflector::store();
     // Managed fields are most of an object's size and never read here.
-    let stream = watcher(api::<K>(client, ns), watcher::Config::default())
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .touched_objects();
+    let stream = watch::guarded(
+        api::<DeserializeGuard<K>>(client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
+    .reflect(writer)
+    .touched_objects();
     let provider_targets = reader.clone();
     let registry_targets = reader.clone();
     let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
