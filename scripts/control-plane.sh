@@ -37,6 +37,8 @@ start() {
   local bin
   bin=$("$here/build-control-plane.sh")
   local pki="$dir/pki"
+  # Always a fresh cluster: stale etcd data would resurrect objects from an earlier run.
+  rm -rf "$dir/etcd" "$pki"
   mkdir -p "$pki" "$dir/logs"
 
   # Throw-away PKI: a CA, the apiserver's serving certificate, a service-account key pair.

@@ -57,7 +57,8 @@ done
 
 echo "==> waiting for the snapshots to become Ready"
 kubectl wait --for=condition=Ready vpssnapshot,vpsbackup --all --timeout=120s
-kubectl get vpsproviders,vpssnapshots,vpsbackups -o wide
+kubectl wait --for=condition=Succeeded vpsrestore --all --timeout=120s
+kubectl get vpsproviders,vpssnapshots,vpsbackups,vpssnapshotschedules,vpsrestores -o wide
 
 cat <<MSG
 
