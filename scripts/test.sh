@@ -38,3 +38,6 @@ scripts/check-manifests.sh
 
 step "cargo test (unit + integration)"
 cargo test --locked --all-targets -- --test-threads "${VPSNAP_TEST_THREADS:-4}"
+
+step "benchmark and chaos smoke runs (figures printed; hard rules enforced)"
+scripts/bench-smoke.sh

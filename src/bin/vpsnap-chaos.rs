@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -158,7 +157,7 @@ async fn main() -> ExitCode {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
     Snapshot,
     Backup,
@@ -355,12 +354,12 @@ async fn run(k: &Knobs, env: &mut Env) -> Result<Table> {
     )
     .await?;
 
-    let monitor = Monitor::start(env.sim.as_ref().ok_or("simulator gone")?, k.server_ids());
+    let mut monitor = Monitor::new(k.server_ids());
     if let Some(ar) = &optional.schedule {
         create_schedule(&client, &ns, ar, k, &mut ledger).await;
     }
 
-    work(k, env, &client, &ns, &optional, &mut ledger).await?;
+    work(k, env, &client, &ns, &optional, &mut ledger, &mut monitor).await?;
 
     // --- settle ----------------------------------------------------------------------------
     let sim = env.sim()?;
@@ -392,6 +391,7 @@ async fn run(k: &Knobs, env: &mut Env) -> Result<Table> {
     let mut unconverged;
     let mut last_print = Instant::now();
     loop {
+        monitor.sample(env.sim()?);
         unconverged = unconverged_objects(&client, &ns, &kinds).await?;
         if unconverged.is_empty() || settle_start.elapsed() > k.settle_timeout {
             break;
@@ -438,6 +438,7 @@ async fn work(
     ns: &str,
     optional: &Optional,
     ledger: &mut Ledger,
+    monitor: &mut Monitor,
 ) -> Result<()> {
     // Independent streams, so one kind of event does not shift the others.
     let mut work_rng = StdRng::seed_from_u64(k.seed);
@@ -506,7 +507,14 @@ async fn work(
             );
             last_progress = Instant::now();
         }
-        let wake = next_action.min(next_faults).min(next_kill).min(end);
+        if monitor.due() {
+            monitor.sample(env.sim()?);
+        }
+        let wake = next_action
+            .min(next_faults)
+            .min(next_kill)
+            .min(end)
+            .min(Instant::now() + Duration::from_millis(500));
         tokio::time::sleep_until(wake.into()).await;
     }
     Ok(())
@@ -942,11 +950,11 @@ async fn restore_sources(
 }
 
 /// What the provider held over time: per (kind, id), the first moment it was seen
-/// completed and its last status seen. Sampled twice a second.
+/// completed and the last status seen. Sampled from the work loop about twice a second.
 struct Monitor {
-    seen: Arc<Mutex<HashMap<(ObjectKind, u64), Seen>>>,
-    task: tokio::task::JoinHandle<()>,
+    seen: HashMap<(Kind, u64), Seen>,
     servers: Vec<u64>,
+    last: Option<Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -956,59 +964,420 @@ struct Seen {
 }
 
 impl Monitor {
-    fn start(sim: &SimHandle, servers: Vec<u64>) -> Self {
-        let seen = Arc::new(Mutex::new(HashMap::new()));
-        // The handle is not shared, so the task reads the inspection endpoint over HTTP.
-        let url = format!("{}state", sim.inspect_url());
-        let (s, list) = (seen.clone(), servers.clone());
-        let task = tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            loop {
-                if let Ok(r) = http.get(&url).send().await
-                    && let Ok(v) = r.json::<serde_json::Value>().await
-                {
-                    let now = Timestamp::now();
-                    let mut seen = s.lock().expect("monitor");
-                    for (key, list) in [
-                        ("snapshots", ObjectKind::Snapshot),
-                        ("backups", ObjectKind::Backup),
-                    ]
-                    .map(|(k, kind)| {
-                        (
-                            kind,
-                            v.get(k)
-                                .and_then(|x| x.as_array())
-                                .cloned()
-                                .unwrap_or_default(),
-                        )
-                    }) {
-                        for o in list {
-                            let (Some(id), Some(server)) = (
-                                o.get("id").and_then(|x| x.as_u64()),
-                                o.get("server").and_then(|x| x.as_u64()),
-                            ) else {
-                                continue;
-                            };
-                            if !list_contains(&list_servers(&list_servers_dummy()), server)
-                                && !servers_ok(&list_servers_dummy(), server)
-                            {
-                                // unreachable: every server is watched
-                            }
-                            let status: SimStatus = serde_json::from_value(
-                                o.get("status").cloned().unwrap_or_default(),
-                            )
-                            .unwrap_or(SimStatus::Other("unknown".into()));
-                            note(&mut seen, key, id, status, now);
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
+    fn new(servers: Vec<u64>) -> Self {
         Self {
-            seen,
-            task,
+            seen: HashMap::new(),
             servers,
+            last: None,
         }
     }
+
+    fn due(&self) -> bool {
+        self.last
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(500))
+    }
+
+    fn sample(&mut self, sim: &SimHandle) {
+        let now = Timestamp::now();
+        for &server in &self.servers {
+            let snapshots = sim
+                .snapshots(server)
+                .into_iter()
+                .map(|s| ((Kind::Snapshot, s.id), s.status));
+            let backups = sim
+                .backups(server)
+                .into_iter()
+                .map(|b| ((Kind::Backup, b.id), b.status));
+            for (key, status) in snapshots.chain(backups) {
+                let e = self.seen.entry(key).or_insert(Seen {
+                    first_completed: None,
+                    last: status.clone(),
+                });
+                if status == SimStatus::Completed && e.first_completed.is_none() {
+                    e.first_completed = Some(now);
+                }
+                e.last = status;
+            }
+        }
+        self.last = Some(Instant::now());
+    }
+
+    /// Whether `id` was a completed restore point at `at`: seen completed by then, or known
+    /// to end completed and old enough to have completed between two samples.
+    fn completed_at(&self, kind: Kind, id: u64, created: Timestamp, at: Timestamp) -> bool {
+        let Some(seen) = self.seen.get(&(kind, id)) else {
+            return false;
+        };
+        if seen.first_completed.is_some_and(|t| t <= at) {
+            return true;
+        }
+        let ready_by = created
+            .checked_add(jiff::SignedDuration::try_from(CREATE_DELAY).unwrap_or_default())
+            .unwrap_or(created);
+        seen.last == SimStatus::Completed && ready_by <= at
+    }
+}
+
+/// The provider-side key of a record: the snapshot name, or the `[vpsnap:…]` tag of a
+/// backup description (empty when the backup carries none: not vpsnap's).
+fn record_key(kind: ObjectKind, name: Option<&str>, description: Option<&str>) -> String {
+    match kind {
+        ObjectKind::Snapshot => name.unwrap_or_default().to_string(),
+        ObjectKind::Backup => description
+            .and_then(|d| {
+                let start = d.find("[vpsnap:")?;
+                let end = start + d[start..].find(']')?;
+                Some(d[start..=end].to_string())
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn kind(k: ObjectKind) -> Kind {
+    match k {
+        ObjectKind::Snapshot => Kind::Snapshot,
+        ObjectKind::Backup => Kind::Backup,
+    }
+}
+
+/// Every invariant against the simulator's record and the cluster.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    k: &Knobs,
+    ledger: &Ledger,
+    record: &Record,
+    monitor: &Monitor,
+    sim: &SimHandle,
+    unconverged: &[Unconverged],
+    settled_after: Duration,
+    restores: &[(String, Option<String>)],
+) -> Table {
+    let mut t = Table::default();
+    let declared: HashMap<(Kind, &str), &Declared> = ledger
+        .objects
+        .iter()
+        .map(|o| ((o.kind, o.marker.as_str()), o))
+        .collect();
+
+    // Duplicate creates: more than one provider create carrying one object's marker.
+    let mut creates: HashMap<(Kind, String), u64> = HashMap::new();
+    for c in record.creates.iter().filter(|c| !c.foreign) {
+        let key = record_key(c.kind, c.name.as_deref(), c.description.as_deref());
+        if !key.is_empty() {
+            *creates.entry((kind(c.kind), key)).or_default() += 1;
+        }
+    }
+    let duplicates: u64 = creates.values().map(|n| n - 1).sum();
+    let duplicated_objects = creates.values().filter(|n| **n > 1).count();
+
+    // Limits: the provider's high-water marks per server.
+    let over_limit = record
+        .servers
+        .values()
+        .filter(|s| s.snapshots_high_water > SNAPSHOT_LIMIT || s.backups_high_water > BACKUP_LIMIT)
+        .count();
+    let limit_rejections: u64 = record
+        .servers
+        .values()
+        .map(|s| s.snapshot_limit_rejections + s.backup_limit_rejections)
+        .sum();
+
+    // Deletions the harness did not ask for (evictions, retention), and what they took.
+    let mut foreign_deleted = 0;
+    let mut pinned_deleted = 0;
+    let mut retained_deleted = 0;
+    let mut not_evictable_deleted = 0;
+    let mut last_point_deleted = 0;
+    let mut operator_deletes = 0;
+    let mut unattributed_deletes = 0;
+    let created_at: HashMap<(Kind, u64), (u64, Timestamp, u64)> = record
+        .creates
+        .iter()
+        .map(|c| ((kind(c.kind), c.id), (c.seq, c.at, c.server)))
+        .collect();
+    let deleted_seq: HashMap<(Kind, u64), u64> = record
+        .deletes
+        .iter()
+        .map(|d| ((kind(d.kind), d.id), d.seq))
+        .collect();
+    for d in &record.deletes {
+        if d.foreign {
+            foreign_deleted += 1;
+            continue;
+        }
+        let key = record_key(d.kind, d.name.as_deref(), d.description.as_deref());
+        let d_kind = kind(d.kind);
+        let owner = declared.get(&(d_kind, key.as_str()));
+        let asked = owner.and_then(|o| o.deleted_at).is_some_and(|t| t <= d.at);
+        match owner {
+            Some(o) if asked => {
+                if o.retain {
+                    retained_deleted += 1;
+                }
+                continue;
+            }
+            Some(o) => {
+                operator_deletes += 1;
+                if o.pinned {
+                    pinned_deleted += 1;
+                }
+                if !o.evictable {
+                    not_evictable_deleted += 1;
+                }
+            }
+            None => {
+                // Not declared by the harness: a schedule's child pruned by retention.
+                unattributed_deletes += 1;
+            }
+        }
+        // The last completed restore point of a server is never evicted.
+        let Some(&(_, created, _)) = created_at.get(&(d_kind, d.id)) else {
+            continue;
+        };
+        if !monitor.completed_at(d_kind, d.id, created, d.at) {
+            continue;
+        }
+        let others = created_at.iter().any(|(&(k2, id), &(seq, at, server))| {
+            k2 == d_kind
+                && id != d.id
+                && server == d.server
+                && seq < d.seq
+                && deleted_seq.get(&(k2, id)).is_none_or(|s| *s > d.seq)
+                && monitor.completed_at(k2, id, at, d.at)
+        });
+        if !others {
+            last_point_deleted += 1;
+        }
+    }
+
+    // Restores: provider restore calls accepted per VpsRestore (by its resolved source).
+    let mut restores_twice = 0;
+    let mut restores_started = 0;
+    for (_, id) in restores {
+        let Some(id) = id.as_deref().and_then(|i| i.parse::<u64>().ok()) else {
+            continue;
+        };
+        let n = record
+            .restores
+            .iter()
+            .filter(|r| r.object_id == id && r.kind == ObjectKind::Snapshot && r.accepted)
+            .count();
+        restores_started += n;
+        if n > 1 {
+            restores_twice += 1;
+        }
+    }
+
+    // Provider objects left behind by objects deleted with deletionPolicy Delete and gone.
+    let mut leaked = 0;
+    let present: Vec<(Kind, String)> = k
+        .server_ids()
+        .into_iter()
+        .flat_map(|s| {
+            let snaps = sim
+                .snapshots(s)
+                .into_iter()
+                .map(|x| (Kind::Snapshot, x.name));
+            let backups = sim.backups(s).into_iter().map(|b| {
+                (
+                    Kind::Backup,
+                    record_key(ObjectKind::Backup, None, b.description.as_deref()),
+                )
+            });
+            snaps.chain(backups).collect::<Vec<_>>()
+        })
+        .collect();
+    let unconverged_names: Vec<&str> = unconverged.iter().map(|u| u.name.as_str()).collect();
+    for o in &ledger.objects {
+        if o.deleted_at.is_some()
+            && !o.retain
+            && !unconverged_names.contains(&o.name.as_str())
+            && present.contains(&(o.kind, o.marker.clone()))
+        {
+            leaked += 1;
+        }
+    }
+
+    let panics = std::fs::read_to_string(&k.operator_log)
+        .map(|s| s.matches("panicked").count())
+        .unwrap_or(0);
+
+    t.section(&format!(
+        "invariants (seed {}, {} of work on {} servers)",
+        k.seed,
+        secs(k.duration),
+        k.servers
+    ));
+    t.row(
+        "duplicate provider creates for one object",
+        format!("{duplicates} ({duplicated_objects} objects)"),
+        "= 0",
+        Verdict::hard(duplicates == 0),
+    );
+    t.row(
+        "servers that exceeded a limit (high-water > limit)",
+        over_limit.to_string(),
+        "= 0",
+        Verdict::hard(over_limit == 0),
+    );
+    t.row(
+        "foreign objects deleted",
+        foreign_deleted.to_string(),
+        "= 0",
+        Verdict::hard(foreign_deleted == 0),
+    );
+    t.row(
+        "pinned objects deleted (not asked by the harness)",
+        pinned_deleted.to_string(),
+        "= 0",
+        Verdict::hard(pinned_deleted == 0),
+    );
+    t.row(
+        "last completed restore point of a server deleted",
+        last_point_deleted.to_string(),
+        "= 0",
+        Verdict::hard(last_point_deleted == 0),
+    );
+    t.row(
+        "objects not marked evictable evicted",
+        not_evictable_deleted.to_string(),
+        "= 0",
+        Verdict::hard(not_evictable_deleted == 0),
+    );
+    t.row(
+        "provider objects of Retain objects deleted",
+        retained_deleted.to_string(),
+        "= 0",
+        Verdict::hard(retained_deleted == 0),
+    );
+    if restores.is_empty() {
+        t.info(
+            "restores started more than once for one VpsRestore",
+            "n/a (no VpsRestore run)",
+        );
+    } else {
+        t.row(
+            "restores started more than once for one VpsRestore",
+            format!(
+                "{restores_twice} ({} VpsRestores, {restores_started} accepted calls)",
+                restores.len()
+            ),
+            "= 0",
+            Verdict::hard(restores_twice == 0),
+        );
+    }
+    t.row(
+        &format!("objects not converged after {}", secs(settled_after)),
+        if unconverged.is_empty() {
+            "0".to_string()
+        } else {
+            format!("{} ({})", unconverged.len(), summarize(unconverged))
+        },
+        "= 0",
+        Verdict::hard(unconverged.is_empty()),
+    );
+    t.row(
+        "provider objects left behind by deleted objects",
+        leaked.to_string(),
+        "= 0",
+        Verdict::hard(leaked == 0),
+    );
+    t.row(
+        "operator panics",
+        panics.to_string(),
+        "= 0",
+        Verdict::hard(panics == 0),
+    );
+
+    t.section("totals");
+    let snaps = ledger
+        .objects
+        .iter()
+        .filter(|o| o.kind == Kind::Snapshot)
+        .count();
+    t.info(
+        "objects declared (snapshots + backups)",
+        format!(
+            "{} ({snaps} + {})",
+            ledger.objects.len(),
+            ledger.objects.len() - snaps
+        ),
+    );
+    t.info(
+        "objects deleted by the harness",
+        ledger
+            .objects
+            .iter()
+            .filter(|o| o.deleted_at.is_some())
+            .count()
+            .to_string(),
+    );
+    t.info(
+        "pinned / evictable / Retain",
+        format!(
+            "{} / {} / {}",
+            ledger.objects.iter().filter(|o| o.pinned).count(),
+            ledger.objects.iter().filter(|o| o.evictable).count(),
+            ledger.objects.iter().filter(|o| o.retain).count()
+        ),
+    );
+    t.info("operator kills (SIGKILL)", ledger.kills.to_string());
+    t.info(
+        "reconciles (summed over every operator process)",
+        if ledger.reconcile_scrapes_failed > 0 {
+            format!(
+                "{} (+ {} process(es) not scraped)",
+                ledger.reconciles, ledger.reconcile_scrapes_failed
+            )
+        } else {
+            ledger.reconciles.to_string()
+        },
+    );
+    let faults = sim.faults_injected();
+    t.info(
+        "faults injected",
+        format!(
+            "{} ({})",
+            faults.values().sum::<u64>(),
+            faults
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    );
+    t.info("fault mix changes", ledger.fault_changes.to_string());
+    t.info(
+        "provider creates / deletes / restore calls",
+        format!(
+            "{} / {} / {}",
+            record.creates.iter().filter(|c| !c.foreign).count(),
+            record.deletes.len(),
+            record.restores.len()
+        ),
+    );
+    t.info(
+        "deletes made by the operator itself (evictions)",
+        operator_deletes.to_string(),
+    );
+    t.info(
+        "deletes of objects the harness did not declare (schedule retention)",
+        unattributed_deletes.to_string(),
+    );
+    t.info(
+        "creates the provider refused for the limit",
+        limit_rejections.to_string(),
+    );
+    t.info(
+        "provider calls",
+        sim.calls()
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.trim_start_matches("vps_rest.")))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    for n in &ledger.notes {
+        t.info("note", n.clone());
+    }
+    t
 }
