@@ -5,8 +5,8 @@
 //! 1. floor: the same objects applied with one status write each, no operator;
 //! 2. burst: every object applied at once, time until all are Ready, provider calls;
 //! 3. steady state: provider calls and apiserver writes per minute once all are Ready;
-//! 4. restart: SIGKILL, start again, time to `/readyz`, provider calls in one resync period;
-//! 5. latency: objects applied at a steady rate, apply → provider create p50/p99;
+//! 4. latency: objects applied at a steady rate, apply → provider create p50/p99;
+//! 5. restart: SIGKILL, start again, time to `/readyz`, provider calls in one resync period;
 //! 6. memory: the operator against a bare kube-rs reflector holding the same objects.
 //!
 //! Exits non-zero when a hard rule is broken (duplicate creates, list calls growing with
@@ -613,77 +613,10 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
     );
     t.info("operator RSS at the end", mib(steady_rss));
 
-    // --- 4. restart ------------------------------------------------------------------------
-    println!("[4/6] restart: SIGKILL, start again …");
-    let op1_stats = ProcStats::read(pid1).unwrap_or_default();
-    let op1_peak_sampled = sampler1.peak_kib();
-    drop(sampler1);
-    if let Some(op) = env.operator.take() {
-        op.kill().await;
-    }
-    let r_calls0 = sim.calls();
-    let r_writes0 = snapshots.writes();
-    let mut op = Operator::start(&spec)?;
-    let restart_ready = op.wait_ready(Duration::from_secs(120)).await?;
-    let pid2 = op.pid;
-    let sampler2 = RssSampler::start(op.pid, Duration::from_millis(250));
-    env.operator = Some(op);
-    // Provider calls over the first resync period, second by second.
-    let mut peak_lists_per_s = 0;
-    let mut prev = calls_of(&sim.calls(), LIST);
-    let window_start = Instant::now();
-    while window_start.elapsed() < k.resync_d {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = calls_of(&sim.calls(), LIST);
-        peak_lists_per_s = peak_lists_per_s.max(now - prev);
-        prev = now;
-    }
-    let r_calls1 = sim.calls();
-    let r_writes = snapshots.writes().since(&r_writes0);
-    let still_ready = snapshots.ready();
-    t.section(&format!(
-        "restart with all {n} Ready (SIGKILL, then one resync period of {})",
-        k.resync
-    ));
-    t.info("operator start → /readyz 200", secs(restart_ready));
-    let r_provider_writes = diff(&r_calls1, &r_calls0, CREATE) + diff(&r_calls1, &r_calls0, DELETE);
-    t.row(
-        "provider creates + deletes",
-        r_provider_writes.to_string(),
-        "= 0",
-        Verdict::hard(r_provider_writes == 0),
-    );
-    let r_lists = diff(&r_calls1, &r_calls0, LIST);
-    t.row(
-        "provider list calls in the first resync period",
-        format!(
-            "{r_lists} ({:.2} per server; peak {peak_lists_per_s}/s)",
-            r_lists as f64 / k.servers as f64
-        ),
-        "≤ 1 per server",
-        if r_lists as f64 > k.servers as f64 * 1.5 {
-            Verdict::Violated
-        } else {
-            Verdict::of(r_lists <= k.servers)
-        },
-    );
-    t.row(
-        "VpsSnapshot writes after the restart",
-        r_writes.total().to_string(),
-        "= 0",
-        Verdict::of(r_writes.total() == 0),
-    );
-    t.row(
-        "objects still Ready",
-        still_ready.to_string(),
-        &format!("= {n}"),
-        Verdict::hard(still_ready == n as usize),
-    );
-
-    // --- 5. latency ------------------------------------------------------------------------
+    // --- 4. latency ------------------------------------------------------------------------
     let l = k.latency_objects;
     println!(
-        "[5/6] latency: {l} objects at {} per second …",
+        "[4/6] latency: {l} objects at {} per second …",
         k.arrival_rate
     );
     let lat = measure_latency(k, &api, sim, &snapshots, n).await?;
@@ -716,8 +649,77 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
         );
     }
 
-    // --- 6. memory and CPU against a bare reflector ----------------------------------------
+    // --- 5. restart ------------------------------------------------------------------------
     let total = n + l;
+    // Every server that now holds objects (the latency phase added its own).
+    let servers_now = k.servers + if l > 0 { k.latency_servers() } else { 0 };
+    println!("[5/6] restart: SIGKILL, start again …");
+    let op1_stats = ProcStats::read(pid1).unwrap_or_default();
+    let op1_peak_sampled = sampler1.peak_kib();
+    drop(sampler1);
+    if let Some(op) = env.operator.take() {
+        op.kill().await;
+    }
+    let r_calls0 = sim.calls();
+    let r_writes0 = snapshots.writes();
+    let mut op = Operator::start(&spec)?;
+    let restart_ready = op.wait_ready(Duration::from_secs(120)).await?;
+    let pid2 = op.pid;
+    let sampler2 = RssSampler::start(op.pid, Duration::from_millis(250));
+    env.operator = Some(op);
+    // Provider calls over the first resync period, second by second.
+    let mut peak_lists_per_s = 0;
+    let mut prev = calls_of(&sim.calls(), LIST);
+    let window_start = Instant::now();
+    while window_start.elapsed() < k.resync_d {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = calls_of(&sim.calls(), LIST);
+        peak_lists_per_s = peak_lists_per_s.max(now - prev);
+        prev = now;
+    }
+    let r_calls1 = sim.calls();
+    let r_writes = snapshots.writes().since(&r_writes0);
+    let still_ready = snapshots.ready();
+    t.section(&format!(
+        "restart with all {total} Ready on {servers_now} servers (SIGKILL, then one resync period of {})",
+        k.resync
+    ));
+    t.info("operator start → /readyz 200", secs(restart_ready));
+    let r_provider_writes = diff(&r_calls1, &r_calls0, CREATE) + diff(&r_calls1, &r_calls0, DELETE);
+    t.row(
+        "provider creates + deletes",
+        r_provider_writes.to_string(),
+        "= 0",
+        Verdict::hard(r_provider_writes == 0),
+    );
+    let r_lists = diff(&r_calls1, &r_calls0, LIST);
+    t.row(
+        "provider list calls in the first resync period",
+        format!(
+            "{r_lists} ({:.2} per server; peak {peak_lists_per_s}/s)",
+            r_lists as f64 / servers_now as f64
+        ),
+        "≤ 1 per server",
+        if r_lists as f64 > servers_now as f64 * 1.5 {
+            Verdict::Violated
+        } else {
+            Verdict::of(r_lists <= servers_now)
+        },
+    );
+    t.row(
+        "VpsSnapshot writes after the restart",
+        r_writes.total().to_string(),
+        "= 0",
+        Verdict::of(r_writes.total() == 0),
+    );
+    t.row(
+        "objects still Ready",
+        still_ready.to_string(),
+        &format!("= {total}"),
+        Verdict::hard(still_ready == total as usize),
+    );
+
+    // --- 6. memory and CPU against a bare reflector ----------------------------------------
     println!("[6/6] bare reflector over the same {total} objects …");
     let op2_stats = ProcStats::read(pid2).unwrap_or_default();
     let refl = measure_reflector(k, &ns).await?;
@@ -726,7 +728,7 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
         "memory and CPU: operator against a bare kube-rs reflector (same {total} objects, managed fields stripped)"
     ));
     t.info(
-        "operator peak RSS (VmHWM), first process: burst + steady",
+        "operator peak RSS (VmHWM), first process: burst, steady, latency",
         format!(
             "{} (sampled VmRSS peak {})",
             mib(op1_stats.hwm_kib),
@@ -734,7 +736,7 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
         ),
     );
     t.info(
-        "operator peak RSS (VmHWM), second process: restart + latency",
+        "operator peak RSS (VmHWM), second process: restart (relists all)",
         format!(
             "{} (sampled VmRSS peak {})",
             mib(op2_stats.hwm_kib),

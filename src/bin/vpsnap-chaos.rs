@@ -67,7 +67,7 @@ struct Cli {
     /// Servers at the simulated provider [default: 24; smoke 8].
     #[arg(long)]
     servers: Option<u64>,
-    /// Work actions per second (creates, deletions, restores) [default: 2; smoke 5].
+    /// Work actions per second (creates, deletions, restores) [default: 2; smoke 6].
     #[arg(long)]
     rate: Option<f64>,
     /// Seconds between changes of the fault mix [default: 20; smoke 6].
@@ -119,7 +119,7 @@ impl Knobs {
             seed: c.seed,
             kill_every: c.kill_every.unwrap_or(pick(s, 40.0, 12.0)).max(1.0),
             servers: c.servers.unwrap_or(pick(s, 24, 8)).max(2),
-            rate: c.rate.unwrap_or(pick(s, 2.0, 5.0)).max(0.05),
+            rate: c.rate.unwrap_or(pick(s, 2.0, 6.0)).max(0.05),
             fault_period: Duration::from_secs(c.fault_period.unwrap_or(pick(s, 20, 6)).max(1)),
             settle_timeout: c.settle_timeout.unwrap_or(pick(
                 s,

@@ -119,15 +119,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
 
     // Providers: also woken when a referenced Secret changes (metadata only: no Secret data
     // is ever cached, and memory does not grow with the cluster's Secrets).
-    let (provider_reader, provider_writer) = reflector::store();
-    let provider_stream = watch::guarded(
-        api::<DeserializeGuard<VpsProvider>>(&client, ns),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
-    .reflect(provider_writer)
-    .touched_objects();
+    let (provider_stream, provider_reader) = cached::<VpsProvider>(&client, ns);
     let _ = ctx.providers.set(provider_reader.clone());
     let secret_trigger = watcher(
         api::<PartialObjectMeta<Secret>>(&client, ns),
@@ -208,15 +200,7 @@ fn schedule_controller<S>(
 where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watch::guarded(
-        api::<DeserializeGuard<VpsSnapshotSchedule>>(client, ns),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
-    .reflect(writer)
-    .touched_objects();
+    let (stream, reader) = cached::<VpsSnapshotSchedule>(client, ns);
     Controller::for_stream(stream, reader)
         .with_config(cfg)
         .owns(api::<VpsSnapshot>(client, ns), watcher::Config::default())
@@ -239,15 +223,7 @@ fn restore_controller<S>(
 where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watch::guarded(
-        api::<DeserializeGuard<VpsRestore>>(client, ns),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
-    .reflect(writer)
-    .touched_objects();
+    let (stream, reader) = cached::<VpsRestore>(client, ns);
     let _ = ctx.restores.set(reader.clone());
     let (by_snapshot, by_backup, by_provider) = (reader.clone(), reader.clone(), reader.clone());
     let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
@@ -316,6 +292,36 @@ fn restores_of_provider(
         .collect()
 }
 
+/// A watch of one kind feeding a cache: objects decoded one by one (`watch::guarded`) and
+/// stripped of managed fields, which are most of an object's size and never read here.
+fn cached<K>(
+    client: &Client,
+    ns: &Option<String>,
+) -> (
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K>,
+    Store<K>,
+)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watch::guarded(
+        api::<DeserializeGuard<K>>(client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
+    .reflect(writer)
+    .touched_objects();
+    (stream, reader)
+}
+
 fn restore_point_controller<K, S>(
     client: &Client,
     ns: &Option<String>,
@@ -327,16 +333,7 @@ where
     K: RestorePoint,
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let (reader, writer) = reflector::store();
-    // Managed fields are most of an object's size and never read here.
-    let stream = watch::guarded(
-        api::<DeserializeGuard<K>>(client, ns),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
-    .reflect(writer)
-    .touched_objects();
+    let (stream, reader) = cached::<K>(client, ns);
     let provider_targets = reader.clone();
     let registry_targets = reader.clone();
     let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
