@@ -639,3 +639,53 @@ async fn admission_rejects_unacknowledged_and_ambiguous_restores() {
     );
     ns.delete().await;
 }
+
+/// A restore whose source was evicted must say so and stop, not wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_source_stalls_the_restore_without_calling() {
+    let w = World::new("restore-evicted", sim_config(&[450])).await;
+    w.vps_rest_provider(
+        "acct",
+        "good-token",
+        json!({"limits": {"snapshotsPerServer": 2}}),
+    )
+    .await;
+    w.snapshot("a", "acct", 450, json!({"evictable": true}))
+        .await;
+    w.wait_ready::<VpsSnapshot>("a", Duration::from_secs(60))
+        .await;
+    w.snapshot("b", "acct", 450, json!({})).await;
+    w.wait_ready::<VpsSnapshot>("b", Duration::from_secs(60))
+        .await;
+    w.snapshot("c", "acct", 450, json!({})).await;
+    w.wait_ready::<VpsSnapshot>("c", Duration::from_secs(60))
+        .await;
+    w.wait_for_phase("a", "Evicted").await;
+    apply(
+        &w.ns.api::<VpsRestore>(),
+        json!({"metadata": {"name": "from-a"}, "spec": {
+        "providerRef": {"name": "acct"}, "serverId": 450,
+        "source": {"snapshotRef": {"name": "a"}}, "acknowledgeDataLoss": true}}),
+    )
+    .await;
+    let r: VpsRestore = w
+        .wait_reason(
+            "from-a",
+            "Stalled",
+            "True",
+            "SourceGone",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(
+        condition(&r, "Stalled")
+            .unwrap()
+            .2
+            .contains("another source")
+    );
+    assert!(
+        w.sim.record().restores.is_empty(),
+        "no restore was attempted"
+    );
+    w.stop().await;
+}

@@ -323,6 +323,8 @@ pub struct RefView {
     pub ready: bool,
     pub provider_id: Option<String>,
     pub deleting: bool,
+    /// Evicted or failed: it will never become Ready again by itself.
+    pub gone: bool,
     /// Reason and message of its `Ready` condition.
     pub why: String,
 }
@@ -338,6 +340,7 @@ impl RefView {
             ready: ready.is_some_and(|c| c.status == "True"),
             provider_id: st.provider_id.clone(),
             deleting: obj.meta().deletion_timestamp.is_some(),
+            gone: matches!(st.phase, Some(Phase::Evicted | Phase::Failed)),
             why: ready
                 .map(|c| format!("{}: {}", c.reason, c.message))
                 .unwrap_or_else(|| "no status yet".into()),
@@ -382,6 +385,17 @@ pub fn ref_facts(
         return SourceFacts::Waiting(Wait::pending(
             "SourceNotReady",
             format!("{k8s_kind} {name:?} is being deleted"),
+            true,
+        ));
+    }
+    if v.gone && !v.ready {
+        // Waiting quietly here would wait forever: say so, so a human picks another source.
+        return SourceFacts::Waiting(Wait::pending(
+            "SourceGone",
+            format!(
+                "{k8s_kind} {name:?} can no longer be restored from ({}); create a VpsRestore with another source",
+                v.why
+            ),
             true,
         ));
     }
@@ -1664,6 +1678,7 @@ mod tests {
             ready: true,
             provider_id: Some("801".into()),
             deleting: false,
+            gone: false,
             why: "Completed: done".into(),
         };
         assert_eq!(
@@ -1691,6 +1706,12 @@ mod tests {
             ..good.clone()
         };
         assert_eq!(reason(Some(&not_ready)), ("SourceNotReady", false));
+        let evicted = RefView {
+            ready: false,
+            gone: true,
+            ..good.clone()
+        };
+        assert_eq!(reason(Some(&evicted)), ("SourceGone", true));
         let no_id = RefView {
             provider_id: None,
             ..good.clone()
