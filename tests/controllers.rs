@@ -4,6 +4,7 @@ mod support;
 
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::DeleteParams;
 use serde_json::json;
 use support::*;
@@ -56,6 +57,17 @@ async fn snapshot_and_backup_lifecycle() {
     );
 
     let snap: VpsSnapshot = w.wait_ready("snap", T).await;
+    // Owned at the provider: the finalizer and the create intent came in one write.
+    assert!(
+        snap.finalizers()
+            .contains(&"vpsnap.dev/cleanup".to_string())
+    );
+    assert!(
+        snap.annotations()
+            .contains_key("vpsnap.dev/create-requested-at"),
+        "{:?}",
+        snap.metadata
+    );
     let st = snap.status.clone().unwrap();
     assert!(st.provider_id.is_some(), "{st:?}");
     assert!(st.size_mb.unwrap_or(0) > 0, "{st:?}");
@@ -373,8 +385,16 @@ async fn zomro_snapshots_work_and_backups_are_unsupported() {
 async fn invalid_references_end_in_conditions_not_crash_loops() {
     let w = World::new("refs", sim_config(&[700])).await;
     w.snapshot("no-provider", "missing", 700, json!({})).await;
-    w.wait_reason::<VpsSnapshot>("no-provider", "Ready", "False", "ProviderNotFound", T)
+    let orphan: VpsSnapshot = w
+        .wait_reason("no-provider", "Ready", "False", "ProviderNotFound", T)
         .await;
+    // Nothing was ever created for it, so nothing holds its deletion.
+    assert!(orphan.finalizers().is_empty(), "{:?}", orphan.metadata);
+    w.ns.api::<VpsSnapshot>()
+        .delete("no-provider", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&w.ns.api::<VpsSnapshot>(), "no-provider", T).await;
 
     apply(&w.ns.api::<VpsProvider>(), json!({"metadata": {"name": "nosecret"}, "spec": {
         "type": "VpsRest", "endpoint": w.sim.vps_rest_url(), "credentialsSecretRef": {"name": "absent"}}})).await;
@@ -393,5 +413,11 @@ async fn invalid_references_end_in_conditions_not_crash_loops() {
     let creates = calls(&w.sim, "vps_rest.snapshots.create");
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(calls(&w.sim, "vps_rest.snapshots.create"), creates);
+    // A server that does not exist holds nothing: deleting the object is not blocked.
+    w.ns.api::<VpsSnapshot>()
+        .delete("ghost-server", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&w.ns.api::<VpsSnapshot>(), "ghost-server", T).await;
     w.stop().await;
 }

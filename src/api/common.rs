@@ -88,7 +88,9 @@ pub struct RestorePointStatus {
     /// Creation time reported by the provider (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_created_at: Option<String>,
-    /// Set before the provider create call; see `CreateIntent`.
+    /// The last create vpsnap sent. The durable record is the annotation
+    /// `vpsnap.dev/create-requested-at`, written with the finalizer before the call; this
+    /// mirrors it (objects from earlier versions carry it only here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_intent: Option<CreateIntent>,
     /// Last error, scrubbed of secrets.

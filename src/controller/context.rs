@@ -18,6 +18,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub backoff: Backoff,
+    /// Status writes whose watch events may not be in the cache yet.
+    pub written: super::status::Written,
     /// Markers of creates this process sent, so a stale cache read is not reported as an
     /// adoption after a crash.
     pub created: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -41,6 +43,7 @@ impl Context {
             client,
             registry: Registry::default(),
             backoff: Backoff::default(),
+            written: Default::default(),
             created: Default::default(),
             listings: Listings::default(),
             metrics,

@@ -96,14 +96,25 @@ struct Slot {
     listing: Option<ServerListing>,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Listings {
     slots: Arc<Mutex<HashMap<ServerKey, Arc<AsyncMutex<Slot>>>>>,
+    started: Instant,
+}
+
+impl Default for Listings {
+    fn default() -> Self {
+        Listings {
+            slots: Default::default(),
+            started: Instant::now(),
+        }
+    }
 }
 
 /// Exclusive access to one server: its cached listing, and the right to create or delete there.
 pub struct ServerGuard {
     guard: OwnedMutexGuard<Slot>,
+    started: Instant,
 }
 
 impl Listings {
@@ -114,6 +125,7 @@ impl Listings {
         };
         ServerGuard {
             guard: slot.lock_owned().await,
+            started: self.started,
         }
     }
 
@@ -127,6 +139,22 @@ impl Listings {
 }
 
 impl ServerGuard {
+    /// After a restart nothing is cached, and every settled object would list its server at
+    /// once. Their first listing instead waits for a stable point of the first `period` derived
+    /// from the server, so a fleet's lists spread as they do in steady state. `None` once the
+    /// server has been listed or its point has passed.
+    pub fn first_listing_delay(&self, key: &ServerKey, period: Duration) -> Option<Duration> {
+        if self.guard.listing.is_some() || period.is_zero() {
+            return None;
+        }
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut h);
+        let at =
+            Duration::from_millis(std::hash::Hasher::finish(&h) % period.as_millis().max(1) as u64);
+        at.checked_sub(self.started.elapsed())
+            .filter(|d| !d.is_zero())
+    }
+
     /// The listing, from cache when younger than `max_age`, else from one list call.
     pub async fn listing(
         &mut self,

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod context;
 pub mod leader;
 pub mod listings;
+pub mod ownership;
 pub mod provider;
 pub mod registry;
 pub mod restore;

@@ -101,7 +101,9 @@ pub async fn reconcile(obj: Arc<VpsProvider>, ctx: Arc<Context>) -> Result<Actio
         conditions: conditions::settle(&current.conditions, &desired_conditions, generation, now),
     };
     let was_ready = conditions::is_true(&current.conditions, conditions::READY);
-    let wrote = status::write(&api, &obj.name_any(), obj.status.as_ref(), &desired).await?;
+    let wrote = status::write(&api, &obj.name_any(), obj.status.as_ref(), &desired)
+        .await?
+        .is_some();
     if wrote {
         let ready = matches!(outcome, Outcome::Ready(_));
         if ready != was_ready || !ready {

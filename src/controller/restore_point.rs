@@ -12,7 +12,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -21,6 +20,7 @@ use serde::de::DeserializeOwned;
 use super::Error;
 use super::context::Context;
 use super::listings::{Class, Item, ServerGuard, ServerKey, ServerListing};
+use super::ownership;
 use super::registry::{Lookup, ProviderHandle};
 use super::status;
 use crate::api::conditions::{self, Desired};
@@ -30,7 +30,6 @@ use crate::api::{
 use crate::plan::gc::{self, Blocked, Owner, Slot, SlotState, Want};
 use crate::provider::{ProviderError, RemoteState};
 
-pub const FINALIZER: &str = "vpsnap.dev/cleanup";
 /// A create whose outcome was not observed is only repeated once a listing taken this long
 /// after the intent still does not show it (longer than any request timeout).
 const INTENT_GRACE: Duration = Duration::from_secs(25);
@@ -84,18 +83,21 @@ pub async fn reconcile<K: RestorePoint>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let key = obj_key(obj.as_ref());
     let started = std::time::Instant::now();
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(o) => apply(o, &ctx, &api).await,
-            FinalizerEvent::Cleanup(o) => cleanup(o, &ctx, &api).await,
+    let result = if obj.meta().deletion_timestamp.is_none() {
+        apply(obj, &ctx, &api).await
+    } else if ownership::has_finalizer(obj.as_ref()) {
+        ctx.written.forget(&key);
+        match cleanup(obj.clone(), &ctx, &api).await {
+            Ok(_) => ownership::release(&api, obj.as_ref())
+                .await
+                .map(|()| Action::await_change())
+                .map_err(Error::from),
+            Err(e) => Err(e),
         }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
-    });
+    } else {
+        // Never owned anything at the provider: nothing to clean up.
+        Ok(Action::await_change())
+    };
     let label = match &result {
         Ok(_) => {
             ctx.backoff.reset(&key);
@@ -116,6 +118,8 @@ struct Report {
     stalled: bool,
     item: Option<Item>,
     intent: Option<CreateIntent>,
+    /// The version our claim wrote in this reconcile (it precedes the status write).
+    claimed_rv: Option<String>,
     requeue: Action,
 }
 
@@ -135,13 +139,27 @@ impl Report {
             stalled,
             item: None,
             intent: None,
+            claimed_rv: None,
             requeue,
         }
     }
 }
 
 async fn apply<K: RestorePoint>(obj: Arc<K>, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
-    let current = obj.status().cloned().unwrap_or_default();
+    // Our own last write is on its way through the watch and will wake this object again;
+    // the retry is only a safety net should that event never come.
+    if ctx.written.is_stale(
+        &obj_key(obj.as_ref()),
+        obj.meta().resource_version.as_deref(),
+    ) {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    let mut current = obj.status().cloned().unwrap_or_default();
+    current.create_intent = ownership::intent_of(
+        obj.as_ref(),
+        || obj.marker(),
+        current.create_intent.as_ref(),
+    );
     let report = decide_and_act(&obj, ctx, api, &current).await?;
     write_report(obj.as_ref(), ctx, api, &current, report).await
 }
@@ -208,6 +226,9 @@ async fn decide_and_act<K: RestorePoint>(
         handle.resync_interval
     };
     let mut guard = ctx.listings.lock(&key).await;
+    if !in_flight && let Some(wait) = guard.first_listing_delay(&key, handle.resync_interval) {
+        return Ok(keep(current, Action::requeue(wait)));
+    }
     let listing = guard.listing(&handle.client, &key, max_age).await?;
     let marker = obj.marker();
 
@@ -229,6 +250,15 @@ async fn decide_and_act<K: RestorePoint>(
                 format!("{} {} {how}", K::CLASS.as_str(), item.id),
             )
             .await;
+        }
+        // Owned from now on (an import, or an object from before this version): deleting it
+        // must reach the provider.
+        if !ownership::has_finalizer(obj.as_ref()) {
+            let claimed_rv = claim(ctx, api, obj.as_ref(), None).await?;
+            return Ok(Report {
+                claimed_rv,
+                ..track(obj.as_ref(), &handle, current, item)
+            });
         }
         return Ok(track(obj.as_ref(), &handle, current, item));
     }
@@ -272,7 +302,15 @@ async fn decide_and_act<K: RestorePoint>(
         ));
     }
 
-    // No provider object yet: may we create one?
+    // No provider object yet: may we create one? Not after a refusal that settled it (the
+    // intent of that refused create is still recent, but nothing is coming).
+    if let Some(reason) = terminal_reason(current) {
+        return Ok(keep_reason(
+            current,
+            reason,
+            Action::requeue(handle.resync_interval),
+        ));
+    }
     if let Some(intent) = &current.create_intent
         && !intent_expired(intent, &listing)
     {
@@ -286,13 +324,6 @@ async fn decide_and_act<K: RestorePoint>(
                 jittered(handle.poll_interval),
             )
         });
-    }
-    if let Some(reason) = terminal_reason(current) {
-        return Ok(keep_reason(
-            current,
-            reason,
-            Action::requeue(handle.resync_interval),
-        ));
     }
     create_if_room(obj, ctx, api, &handle, &key, &mut guard, &listing, marker).await
 }
@@ -339,10 +370,10 @@ async fn create_if_room<K: RestorePoint>(
         };
         // Durable intent first: if we crash after the call, the restart finds the object by
         // its marker instead of creating a second one.
+        let claimed_rv = claim(ctx, api, obj.as_ref(), Some(now)).await?;
         let mut pending = obj.status().cloned().unwrap_or_default();
         pending.create_intent = Some(intent.clone());
         pending.phase = Some(Phase::Creating);
-        status::write(api, &obj.name_any(), obj.status(), &pending).await?;
         ctx.created
             .lock()
             .expect("created lock")
@@ -360,23 +391,13 @@ async fn create_if_room<K: RestorePoint>(
                 .await
                 .map(|b| Some(Item::from(b))),
         };
-        return Ok(match result {
+        let report = match result {
             Ok(Some(item)) => {
                 guard.add(item.clone());
+                // No Event for the routine create or Ready: at fleet scale they would double
+                // the apiserver writes; status (providerId, Ready's lastTransitionTime), this
+                // log line and the metrics show them. Events are for what needs attention.
                 tracing::info!(kind = K::KIND, object = %me, server = key.server, id = %item.id, "created at the provider");
-                ctx.event(
-                    obj.as_ref(),
-                    false,
-                    "Created",
-                    "Create",
-                    format!(
-                        "{} {} created on server {}",
-                        K::CLASS.as_str(),
-                        item.id,
-                        key.server
-                    ),
-                )
-                .await;
                 let mut r = track(obj.as_ref(), handle, &pending, item);
                 r.intent = Some(intent);
                 r
@@ -470,6 +491,10 @@ async fn create_if_room<K: RestorePoint>(
                 )
             }
             Err(e) => return Err(e.into()),
+        };
+        return Ok(Report {
+            claimed_rv,
+            ..report
         });
     }
 
@@ -551,7 +576,14 @@ async fn evict<K: RestorePoint>(
         victim.meta().generation,
         now,
     );
-    status::write(&api, &victim.name_any(), victim.status(), &st).await?;
+    if let Some(written) = status::write(&api, &victim.name_any(), victim.status(), &st).await? {
+        // The victim's own reconcile must not act on a copy from before it was marked.
+        ctx.written.record(
+            obj_key(victim.as_ref()),
+            victim.meta().resource_version.iter().cloned().collect(),
+            written.meta().resource_version.as_deref(),
+        );
+    }
     let result = match K::CLASS {
         Class::Snapshot => handle.client.delete_snapshot(key.server, id).await,
         Class::Backup => handle.client.delete_backup(key.server, id).await,
@@ -581,7 +613,12 @@ async fn cleanup<K: RestorePoint>(
     api: &Api<K>,
 ) -> Result<Action, Error> {
     let common = obj.common();
-    let current = obj.status().cloned().unwrap_or_default();
+    let mut current = obj.status().cloned().unwrap_or_default();
+    current.create_intent = ownership::intent_of(
+        obj.as_ref(),
+        || obj.marker(),
+        current.create_intent.as_ref(),
+    );
     if common.deletion_policy == DeletionPolicy::Retain {
         if let Some(id) = &current.provider_id {
             ctx.event(
@@ -618,7 +655,11 @@ async fn cleanup<K: RestorePoint>(
         }
     };
     let mut guard = ctx.listings.lock(&key).await;
-    let listing = guard.listing(&handle.client, &key, Duration::ZERO).await?;
+    let listing = match guard.listing(&handle.client, &key, Duration::ZERO).await {
+        // The server itself is gone, and with it everything that was on it.
+        Err(ProviderError::NotFound(_)) => return Ok(Action::await_change()),
+        other => other?,
+    };
     let Some(item) = find_own(obj.as_ref(), &current, &listing, &obj.marker()) else {
         return Ok(Action::await_change());
     };
@@ -677,6 +718,22 @@ async fn cleanup<K: RestorePoint>(
             Err(e.into())
         }
     }
+}
+
+/// `ownership::claim`, remembered so a stale copy of `obj` is not acted on.
+async fn claim<K: RestorePoint>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &K,
+    create_at: Option<Timestamp>,
+) -> Result<Option<String>, Error> {
+    let rv = ownership::claim(api, obj, create_at).await?;
+    ctx.written.record(
+        obj_key(obj),
+        obj.meta().resource_version.iter().cloned().collect(),
+        rv.as_deref(),
+    );
+    Ok(rv)
 }
 
 /// Says in status why a Terminating object is still there.
@@ -752,7 +809,7 @@ fn track<K: RestorePoint>(
                 "Completed",
                 format!("{} {} is complete", K::CLASS.as_str(), item.id),
                 false,
-                jittered(handle.resync_interval),
+                resync(handle.resync_interval),
             )
         },
         RemoteState::Failed => Report::new(
@@ -852,6 +909,7 @@ fn keep_reason(current: &RestorePointStatus, reason: &'static str, requeue: Acti
         stalled,
         item: None,
         intent: current.create_intent.clone(),
+        claimed_rv: None,
         requeue,
     }
 }
@@ -941,10 +999,18 @@ async fn write_report<K: RestorePoint>(
         generation,
         Timestamp::now(),
     );
-    let became_ready = r.ready && !conditions::is_true(&current.conditions, conditions::READY);
-    status::write(api, &obj.name_any(), obj.status(), &st).await?;
-    if became_ready {
-        ctx.event(obj, false, "Ready", "Observe", r.message).await;
+    if let Some(written) = status::write(api, &obj.name_any(), obj.status(), &st).await? {
+        let before = obj
+            .meta()
+            .resource_version
+            .iter()
+            .cloned()
+            .chain(r.claimed_rv);
+        ctx.written.record(
+            obj_key(obj),
+            before.collect(),
+            written.meta().resource_version.as_deref(),
+        );
     }
     Ok(r.requeue)
 }
@@ -962,11 +1028,26 @@ fn declared_on_server<K: RestorePoint>(ctx: &Context, key: &ServerKey) -> Vec<Ar
     let Some(store) = K::store(ctx) else {
         return Vec::new();
     };
+    // Runs on every plan over the whole cache: compare in place instead of building keys.
     store
         .state()
         .into_iter()
-        .filter(|o| &server_key(o.as_ref()) == key)
+        .filter(|o| {
+            let c = o.common();
+            c.server_id.max(0) as u64 == key.server
+                && c.provider == key.provider.1
+                && o.meta().namespace.as_deref().unwrap_or_default() == key.provider.0
+        })
         .collect()
+}
+
+/// Whether `item` is the provider object `d` owns (see `find_own`).
+fn owns<K: RestorePoint>(d: &K, item: &Item) -> bool {
+    let recorded = d.status().and_then(|s| s.provider_id.as_deref());
+    match recorded.or(d.common().import_id) {
+        Some(id) => id == item.id,
+        None => !item.automatic && K::matches(&d.marker(), item),
+    }
 }
 
 fn slots_for<K: RestorePoint>(
@@ -981,19 +1062,7 @@ fn slots_for<K: RestorePoint>(
             let owner = if item.automatic {
                 None
             } else {
-                declared.iter().find(|d| {
-                    let st = d.status().cloned().unwrap_or_default();
-                    find_own(
-                        d.as_ref(),
-                        &st,
-                        &ServerListing {
-                            items: vec![item.clone()],
-                            ..listing.clone()
-                        },
-                        &d.marker(),
-                    )
-                    .is_some()
-                })
+                declared.iter().find(|d| owns(d.as_ref(), item))
             };
             let owner = match owner {
                 None => Owner::Foreign,
@@ -1085,6 +1154,13 @@ fn supports(handle: &ProviderHandle, class: Class) -> bool {
         Class::Snapshot => handle.capabilities.snapshots,
         Class::Backup => handle.capabilities.backups,
     }
+}
+
+/// Requeue after `d` to `d` + 10 %: settled objects spread their re-lists, and a server is
+/// never listed more often than once per resync period.
+fn resync(d: Duration) -> Action {
+    let spread = d.as_millis() as u64 / 10;
+    Action::requeue(d + Duration::from_millis(rand::random_range(0..=spread)))
 }
 
 /// Requeue after `d` ± 10 %, so a fleet's polls spread instead of arriving together.
