@@ -6,7 +6,7 @@ use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 
@@ -144,13 +144,30 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         .run(provider::reconcile, provider::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
-    let (snapshots, snapshot_reader) =
+    // One watch per kind: schedules and restores follow snapshots and backups through the
+    // restore-point controllers' caches instead of opening watches of their own (each watch
+    // costs the apiserver a copy of every event).
+    let (snapshots, snapshot_reader, [snapshots_for_schedules, snapshots_for_restores]) =
         restore_point_controller::<VpsSnapshot, _>(&client, ns, &ctx, cfg.clone(), shutdown());
     let _ = ctx.snapshots.set(snapshot_reader.clone());
-    let (backups, backup_reader) =
+    let (backups, backup_reader, [backups_for_schedules, backups_for_restores]) =
         restore_point_controller::<VpsBackup, _>(&client, ns, &ctx, cfg.clone(), shutdown());
-    let schedules = schedule_controller(&client, ns, &ctx, cfg.clone(), shutdown());
-    let restores = restore_controller(&client, ns, &ctx, cfg.clone(), shutdown());
+    let schedules = schedule_controller(
+        &client,
+        ns,
+        &ctx,
+        cfg.clone(),
+        (snapshots_for_schedules, backups_for_schedules),
+        shutdown(),
+    );
+    let restores = restore_controller(
+        &client,
+        ns,
+        &ctx,
+        cfg.clone(),
+        (snapshots_for_restores, backups_for_restores),
+        shutdown(),
+    );
     let _ = ctx.backups.set(backup_reader.clone());
 
     let readiness = {
@@ -195,6 +212,7 @@ fn schedule_controller<S>(
     ns: &Option<String>,
     ctx: &Arc<Context>,
     cfg: controller::Config,
+    (snapshots, backups): (ReflectHandle<VpsSnapshot>, ReflectHandle<VpsBackup>),
     shutdown: S,
 ) -> impl std::future::Future<Output = ()> + use<S>
 where
@@ -203,21 +221,22 @@ where
     let (stream, reader) = cached::<VpsSnapshotSchedule>(client, ns);
     Controller::for_stream(stream, reader)
         .with_config(cfg)
-        .owns(api::<VpsSnapshot>(client, ns), watcher::Config::default())
-        .owns(api::<VpsBackup>(client, ns), watcher::Config::default())
+        .owns_shared_stream(snapshots)
+        .owns_shared_stream(backups)
         .graceful_shutdown_on(shutdown)
         .run(schedule::reconcile, schedule::error_policy, ctx.clone())
         .for_each(|_| future::ready(()))
 }
 
 /// Restores wake on their source or safety snapshot changing and on their provider turning
-/// Ready. Only the metadata of snapshots and backups is watched: the mapping needs their names,
-/// and the reconciler reads them fresh before deciding.
+/// Ready. The mapping needs only the names of snapshots and backups; the reconciler reads them
+/// fresh before deciding.
 fn restore_controller<S>(
     client: &Client,
     ns: &Option<String>,
     ctx: &Arc<Context>,
     cfg: controller::Config,
+    (snapshots, backups): (ReflectHandle<VpsSnapshot>, ReflectHandle<VpsBackup>),
     shutdown: S,
 ) -> impl std::future::Future<Output = ()> + use<S>
 where
@@ -232,36 +251,15 @@ where
     Controller::for_stream(stream, reader)
         .with_config(cfg)
         .reconcile_on(ready_changes)
-        .watches_stream(metadata_events::<VpsSnapshot>(client, ns), move |s| {
-            restores_woken(&by_snapshot, RestoreKind::Snapshot, &s)
+        .watches_shared_stream(snapshots, move |s| {
+            restores_woken(&by_snapshot, RestoreKind::Snapshot, s.as_ref())
         })
-        .watches_stream(metadata_events::<VpsBackup>(client, ns), move |b| {
-            restores_woken(&by_backup, RestoreKind::Backup, &b)
+        .watches_shared_stream(backups, move |b| {
+            restores_woken(&by_backup, RestoreKind::Backup, b.as_ref())
         })
         .graceful_shutdown_on(shutdown)
         .run(restore::reconcile, restore::error_policy, ctx.clone())
         .for_each(|_| future::ready(()))
-}
-
-fn metadata_events<K>(
-    client: &Client,
-    ns: &Option<String>,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + use<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    watcher(
-        api::<PartialObjectMeta<K>>(client, ns),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .touched_objects()
 }
 
 fn restores_woken<M: Resource>(
@@ -322,18 +320,58 @@ where
     (stream, reader)
 }
 
+/// `cached`, with `N` other controllers following the same watch. Each follower must be
+/// polled (a Controller does), or the shared watch waits for it once the buffer is full.
+fn cached_shared<K, const N: usize>(
+    client: &Client,
+    ns: &Option<String>,
+) -> (
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K, N>,
+    Store<K>,
+    [ReflectHandle<K>; N],
+)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store_shared(FOLLOWER_BUFFER);
+    let followers =
+        std::array::from_fn(|_| writer.subscribe().expect("a shared store has subscribers"));
+    let stream = watch::guarded(
+        api::<DeserializeGuard<K>>(client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
+    .reflect_shared(writer)
+    .touched_objects();
+    (stream, reader, followers)
+}
+
+/// Events a follower of a shared watch may lag behind before the watch waits for it.
+const FOLLOWER_BUFFER: usize = 1024;
+
 fn restore_point_controller<K, S>(
     client: &Client,
     ns: &Option<String>,
     ctx: &Arc<Context>,
     cfg: controller::Config,
     shutdown: S,
-) -> (impl std::future::Future<Output = ()> + use<K, S>, Store<K>)
+) -> (
+    impl std::future::Future<Output = ()> + use<K, S>,
+    Store<K>,
+    [ReflectHandle<K>; 2],
+)
 where
     K: RestorePoint,
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let (stream, reader) = cached::<K>(client, ns);
+    let (stream, reader, followers) = cached_shared::<K, 2>(client, ns);
     let provider_targets = reader.clone();
     let registry_targets = reader.clone();
     let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
@@ -377,7 +415,7 @@ where
             }
             future::ready(())
         });
-    (fut, reader)
+    (fut, reader, followers)
 }
 
 fn refresh_gauges(ctx: &Context) {
