@@ -300,24 +300,52 @@ fn cached<K>(
     Store<K>,
 )
 where
+    K: Watched,
+{
+    let (reader, writer) = reflector::store();
+    let stream = trimmed_watch::<K>(client, ns)
+        .reflect(writer)
+        .touched_objects();
+    (stream, reader)
+}
+
+/// A namespaced kind this operator watches and caches.
+trait Watched:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watched for K where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
-    let (reader, writer) = reflector::store();
-    let stream = watch::guarded(
+}
+
+/// The watch behind every cache: guarded decoding, backoff, managed fields dropped.
+fn trimmed_watch<K>(
+    client: &Client,
+    ns: &Option<String>,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>
+where
+    K: Watched,
+{
+    watch::guarded(
         api::<DeserializeGuard<K>>(client, ns),
         watcher::Config::default(),
     )
     .default_backoff()
     .modify(|o| o.managed_fields_mut().clear())
-    .reflect(writer)
-    .touched_objects();
-    (stream, reader)
 }
 
 /// `cached`, with `N` other controllers following the same watch. Each follower must be
@@ -331,25 +359,14 @@ fn cached_shared<K, const N: usize>(
     [ReflectHandle<K>; N],
 )
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (reader, writer) = reflector::store_shared(FOLLOWER_BUFFER);
     let followers =
         std::array::from_fn(|_| writer.subscribe().expect("a shared store has subscribers"));
-    let stream = watch::guarded(
-        api::<DeserializeGuard<K>>(client, ns),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
-    .reflect_shared(writer)
-    .touched_objects();
+    let stream = trimmed_watch::<K>(client, ns)
+        .reflect_shared(writer)
+        .touched_objects();
     (stream, reader, followers)
 }
 
