@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+. scripts/lib.sh
 
 profile=${VPSNAP_BENCH_PROFILE:-debug}
 build_flags=(--locked --bin vpsnap --bin vpsnap-bench --bin vpsnap-chaos)
@@ -24,17 +24,8 @@ if [ -n "${VPSNAP_TEST_KUBECONFIG:-}" ]; then
   kubeconfig=$VPSNAP_TEST_KUBECONFIG
   echo "reusing the control plane of $kubeconfig"
 else
-  state=$(mktemp -d "${TMPDIR:-/tmp}/vpsnap-bench-cp.XXXXXX")
-  cleanup() {
-    scripts/control-plane.sh down "$state" || true
-    rm -rf "$state"
-  }
-  trap cleanup EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  step "start control plane"
-  scripts/control-plane.sh up "$state" >/dev/null
-  kubeconfig="$state/kubeconfig"
+  throwaway_control_plane
+  kubeconfig="$cp_state/kubeconfig"
 fi
 
 failed=0

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+. scripts/lib.sh
 
 step "cargo fmt --check"
 cargo fmt --check
@@ -18,18 +18,8 @@ step "control plane binaries (cached)"
 bin=$(scripts/build-control-plane.sh)
 echo "$bin"
 
-state=$(mktemp -d "${TMPDIR:-/tmp}/vpsnap-cp.XXXXXX")
-cleanup() {
-  scripts/control-plane.sh down "$state" || true
-  rm -rf "$state"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-step "start control plane"
-scripts/control-plane.sh up "$state" >/dev/null
-export VPSNAP_TEST_KUBECONFIG="$state/kubeconfig"
+throwaway_control_plane
+export VPSNAP_TEST_KUBECONFIG="$cp_state/kubeconfig"
 export VPSNAP_TEST_BIN_DIR="$bin"
 echo "kubeconfig: $VPSNAP_TEST_KUBECONFIG"
 

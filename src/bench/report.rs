@@ -88,6 +88,12 @@ impl Table {
         });
     }
 
+    /// A hard rule that a count is zero (an invariant).
+    pub fn none(&mut self, name: &str, count: impl TryInto<u64>) {
+        let count = count.try_into().unwrap_or(u64::MAX);
+        self.row(name, count.to_string(), "= 0", Verdict::hard(count == 0));
+    }
+
     pub fn violations(&self) -> usize {
         self.rows
             .iter()

@@ -1232,41 +1232,26 @@ fn check(
         "= 0",
         Verdict::hard(duplicates == 0),
     );
-    t.row(
+    t.none(
         "servers that exceeded a limit (high-water > limit)",
-        over_limit.to_string(),
-        "= 0",
-        Verdict::hard(over_limit == 0),
+        over_limit,
     );
-    t.row(
-        "foreign objects deleted",
-        foreign_deleted.to_string(),
-        "= 0",
-        Verdict::hard(foreign_deleted == 0),
-    );
-    t.row(
+    t.none("foreign objects deleted", foreign_deleted);
+    t.none(
         "pinned objects deleted (not asked by the harness)",
-        pinned_deleted.to_string(),
-        "= 0",
-        Verdict::hard(pinned_deleted == 0),
+        pinned_deleted,
     );
-    t.row(
+    t.none(
         "last completed restore point of a server deleted",
-        last_point_deleted.to_string(),
-        "= 0",
-        Verdict::hard(last_point_deleted == 0),
+        last_point_deleted,
     );
-    t.row(
+    t.none(
         "objects not marked evictable evicted",
-        not_evictable_deleted.to_string(),
-        "= 0",
-        Verdict::hard(not_evictable_deleted == 0),
+        not_evictable_deleted,
     );
-    t.row(
+    t.none(
         "provider objects of Retain objects deleted",
-        retained_deleted.to_string(),
-        "= 0",
-        Verdict::hard(retained_deleted == 0),
+        retained_deleted,
     );
     if restores.is_empty() {
         t.info(
@@ -1294,18 +1279,8 @@ fn check(
         "= 0",
         Verdict::hard(unconverged.is_empty()),
     );
-    t.row(
-        "provider objects left behind by deleted objects",
-        leaked.to_string(),
-        "= 0",
-        Verdict::hard(leaked == 0),
-    );
-    t.row(
-        "operator panics",
-        panics.to_string(),
-        "= 0",
-        Verdict::hard(panics == 0),
-    );
+    t.none("provider objects left behind by deleted objects", leaked);
+    t.none("operator panics", panics);
 
     t.section("totals");
     let snaps = ledger

@@ -446,9 +446,7 @@ pub fn pre_facts(name: &str, found: Option<&VpsSnapshot>, restore_uid: &str) -> 
     if ended {
         PreFacts::Unusable {
             reason: format!("VpsSnapshot {name}: {why}"),
-            delete: st.provider_id.is_none()
-                && super::ownership::intent_of(snap, String::new, st.create_intent.as_ref())
-                    .is_none(),
+            delete: st.provider_id.is_none() && super::restore_point::intent(snap).is_none(),
         }
     } else {
         PreFacts::Pending(format!(

@@ -118,8 +118,6 @@ struct Report {
     stalled: bool,
     item: Option<Item>,
     intent: Option<CreateIntent>,
-    /// The version our claim wrote in this reconcile (it precedes the status write).
-    claimed_rv: Option<String>,
     requeue: Action,
 }
 
@@ -139,7 +137,6 @@ impl Report {
             stalled,
             item: None,
             intent: None,
-            claimed_rv: None,
             requeue,
         }
     }
@@ -155,11 +152,7 @@ async fn apply<K: RestorePoint>(obj: Arc<K>, ctx: &Context, api: &Api<K>) -> Res
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     let mut current = obj.status().cloned().unwrap_or_default();
-    current.create_intent = ownership::intent_of(
-        obj.as_ref(),
-        || obj.marker(),
-        current.create_intent.as_ref(),
-    );
+    current.create_intent = intent(obj.as_ref());
     let report = decide_and_act(&obj, ctx, api, &current).await?;
     write_report(obj.as_ref(), ctx, api, &current, report).await
 }
@@ -232,7 +225,7 @@ async fn decide_and_act<K: RestorePoint>(
     let listing = guard.listing(&handle.client, &key, max_age).await?;
     let marker = obj.marker();
 
-    let found = find_own(obj.as_ref(), current, &listing, &marker);
+    let found = find_own(obj.as_ref(), &listing);
     if let Some(item) = found {
         let adopted = current.provider_id.as_deref() != Some(item.id.as_str());
         let ours = ctx.created.lock().expect("created lock").contains(&marker);
@@ -254,11 +247,7 @@ async fn decide_and_act<K: RestorePoint>(
         // Owned from now on (an import, or an object from before this version): deleting it
         // must reach the provider.
         if !ownership::has_finalizer(obj.as_ref()) {
-            let claimed_rv = claim(ctx, api, obj.as_ref(), None).await?;
-            return Ok(Report {
-                claimed_rv,
-                ..track(obj.as_ref(), &handle, current, item)
-            });
+            claim(ctx, api, obj.as_ref(), None).await?;
         }
         return Ok(track(obj.as_ref(), &handle, current, item));
     }
@@ -370,7 +359,7 @@ async fn create_if_room<K: RestorePoint>(
         };
         // Durable intent first: if we crash after the call, the restart finds the object by
         // its marker instead of creating a second one.
-        let claimed_rv = claim(ctx, api, obj.as_ref(), Some(now)).await?;
+        claim(ctx, api, obj.as_ref(), Some(now)).await?;
         let mut pending = obj.status().cloned().unwrap_or_default();
         pending.create_intent = Some(intent.clone());
         pending.phase = Some(Phase::Creating);
@@ -391,7 +380,7 @@ async fn create_if_room<K: RestorePoint>(
                 .await
                 .map(|b| Some(Item::from(b))),
         };
-        let report = match result {
+        return Ok(match result {
             Ok(Some(item)) => {
                 guard.add(item.clone());
                 // No Event for the routine create or Ready: at fleet scale they would double
@@ -491,10 +480,6 @@ async fn create_if_room<K: RestorePoint>(
                 )
             }
             Err(e) => return Err(e.into()),
-        };
-        return Ok(Report {
-            claimed_rv,
-            ..report
         });
     }
 
@@ -580,7 +565,7 @@ async fn evict<K: RestorePoint>(
         // The victim's own reconcile must not act on a copy from before it was marked.
         ctx.written.record(
             obj_key(victim.as_ref()),
-            victim.meta().resource_version.iter().cloned().collect(),
+            victim.meta().resource_version.as_deref(),
             written.meta().resource_version.as_deref(),
         );
     }
@@ -614,11 +599,7 @@ async fn cleanup<K: RestorePoint>(
 ) -> Result<Action, Error> {
     let common = obj.common();
     let mut current = obj.status().cloned().unwrap_or_default();
-    current.create_intent = ownership::intent_of(
-        obj.as_ref(),
-        || obj.marker(),
-        current.create_intent.as_ref(),
-    );
+    current.create_intent = intent(obj.as_ref());
     if common.deletion_policy == DeletionPolicy::Retain {
         if let Some(id) = &current.provider_id {
             ctx.event(
@@ -660,7 +641,7 @@ async fn cleanup<K: RestorePoint>(
         Err(ProviderError::NotFound(_)) => return Ok(Action::await_change()),
         other => other?,
     };
-    let Some(item) = find_own(obj.as_ref(), &current, &listing, &obj.marker()) else {
+    let Some(item) = find_own(obj.as_ref(), &listing) else {
         return Ok(Action::await_change());
     };
     if item.automatic {
@@ -726,14 +707,23 @@ async fn claim<K: RestorePoint>(
     api: &Api<K>,
     obj: &K,
     create_at: Option<Timestamp>,
-) -> Result<Option<String>, Error> {
+) -> Result<(), Error> {
     let rv = ownership::claim(api, obj, create_at).await?;
     ctx.written.record(
         obj_key(obj),
-        obj.meta().resource_version.iter().cloned().collect(),
+        obj.meta().resource_version.as_deref(),
         rv.as_deref(),
     );
-    Ok(rv)
+    Ok(())
+}
+
+/// The create intent of `obj`, wherever this version or an earlier one recorded it.
+pub(super) fn intent<K: RestorePoint>(obj: &K) -> Option<CreateIntent> {
+    ownership::intent_of(
+        obj,
+        || obj.marker(),
+        obj.status().and_then(|s| s.create_intent.as_ref()),
+    )
 }
 
 /// Says in status why a Terminating object is still there.
@@ -760,22 +750,9 @@ async fn hold<K: RestorePoint>(
     Ok(())
 }
 
-/// The provider object that belongs to `obj`: by recorded id, by import id, or by marker.
-fn find_own<K: RestorePoint>(
-    obj: &K,
-    current: &RestorePointStatus,
-    listing: &ServerListing,
-    marker: &str,
-) -> Option<Item> {
-    if let Some(id) = current.provider_id.as_deref().or(obj.common().import_id) {
-        return listing.items.iter().find(|i| i.id == id).cloned();
-    }
-    listing
-        .items
-        .iter()
-        .filter(|i| !i.automatic)
-        .find(|i| K::matches(marker, i))
-        .cloned()
+/// The provider object that belongs to `obj` (see `owns`).
+fn find_own<K: RestorePoint>(obj: &K, listing: &ServerListing) -> Option<Item> {
+    listing.items.iter().find(|i| owns(obj, i)).cloned()
 }
 
 fn intent_expired(intent: &CreateIntent, listing: &ServerListing) -> bool {
@@ -909,7 +886,6 @@ fn keep_reason(current: &RestorePointStatus, reason: &'static str, requeue: Acti
         stalled,
         item: None,
         intent: current.create_intent.clone(),
-        claimed_rv: None,
         requeue,
     }
 }
@@ -1000,15 +976,9 @@ async fn write_report<K: RestorePoint>(
         Timestamp::now(),
     );
     if let Some(written) = status::write(api, &obj.name_any(), obj.status(), &st).await? {
-        let before = obj
-            .meta()
-            .resource_version
-            .iter()
-            .cloned()
-            .chain(r.claimed_rv);
         ctx.written.record(
             obj_key(obj),
-            before.collect(),
+            obj.meta().resource_version.as_deref(),
             written.meta().resource_version.as_deref(),
         );
     }
@@ -1041,7 +1011,8 @@ fn declared_on_server<K: RestorePoint>(ctx: &Context, key: &ServerKey) -> Vec<Ar
         .collect()
 }
 
-/// Whether `item` is the provider object `d` owns (see `find_own`).
+/// Whether `item` is the provider object `d` owns: by recorded id, by import id, or by marker
+/// (never an automatic backup).
 fn owns<K: RestorePoint>(d: &K, item: &Item) -> bool {
     let recorded = d.status().and_then(|s| s.provider_id.as_deref());
     match recorded.or(d.common().import_id) {
@@ -1131,11 +1102,8 @@ fn wants_for<K: RestorePoint>(declared: &[Arc<K>], listing: &ServerListing) -> V
             st.provider_id.is_none()
                 && st.phase != Some(Phase::Evicted)
                 && terminal_reason(&st).is_none()
-                && st
-                    .create_intent
-                    .as_ref()
-                    .is_none_or(|i| intent_expired(i, listing))
-                && find_own(d.as_ref(), &st, listing, &d.marker()).is_none()
+                && intent(d.as_ref()).is_none_or(|i| intent_expired(&i, listing))
+                && find_own(d.as_ref(), listing).is_none()
         })
         .map(|d| Want {
             key: obj_key(d.as_ref()),

@@ -47,17 +47,24 @@ where
 /// An entry lives only until the cache shows a version not in its list.
 #[derive(Default)]
 pub struct Written {
-    entries: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, Entry>>,
+}
+
+struct Entry {
+    /// Versions older than our last write.
+    before: Vec<String>,
+    /// The version our last write produced.
+    now: Option<String>,
 }
 
 impl Written {
     /// Whether the cached copy (`cached_rv`) is older than a write we made.
     pub fn is_stale(&self, key: &str, cached_rv: Option<&str>) -> bool {
         let mut entries = self.entries.lock().expect("written lock");
-        let Some(before) = entries.get(key) else {
+        let Some(entry) = entries.get(key) else {
             return false;
         };
-        if cached_rv.is_some_and(|rv| before.iter().any(|b| b == rv)) {
+        if cached_rv.is_some_and(|rv| entry.before.iter().any(|b| b == rv)) {
             return true;
         }
         // The cache caught up (or someone else wrote since).
@@ -65,15 +72,21 @@ impl Written {
         false
     }
 
-    /// Records that we wrote `key` to version `now`, past every version in `before`.
-    pub fn record(&self, key: String, before: Vec<String>, now: Option<&str>) {
-        let before: Vec<String> = before
-            .into_iter()
-            .filter(|b| Some(b.as_str()) != now)
-            .collect();
+    /// Records that we wrote `key`, whose cached copy was at `from`, to version `now`.
+    /// Versions that preceded an earlier write of the same reconcile (a claim before the
+    /// status) stay stale too.
+    pub fn record(&self, key: String, from: Option<&str>, now: Option<&str>) {
         let mut entries = self.entries.lock().expect("written lock");
+        let mut before = Vec::new();
+        if let Some(earlier) = entries.remove(&key) {
+            before.extend(earlier.before);
+            before.extend(earlier.now);
+        }
+        before.extend(from.map(str::to_string));
+        before.retain(|b| Some(b.as_str()) != now);
+        before.sort();
+        before.dedup();
         if before.is_empty() {
-            entries.remove(&key);
             return;
         }
         // Entries of objects deleted before their cache caught up are never read again; the
@@ -81,7 +94,8 @@ impl Written {
         if entries.len() >= 4096 {
             entries.clear();
         }
-        entries.insert(key, before);
+        let now = now.map(str::to_string);
+        entries.insert(key, Entry { before, now });
     }
 
     pub fn forget(&self, key: &str) {
@@ -96,7 +110,9 @@ mod tests {
     #[test]
     fn a_copy_older_than_our_write_is_stale_until_the_cache_catches_up() {
         let w = Written::default();
-        w.record("ns/a".into(), vec!["1".into(), "2".into()], Some("3"));
+        // A claim (1 → 2), then a status write (2 → 3) in the same reconcile.
+        w.record("ns/a".into(), Some("1"), Some("2"));
+        w.record("ns/a".into(), Some("1"), Some("3"));
         assert!(w.is_stale("ns/a", Some("1")));
         assert!(w.is_stale("ns/a", Some("2")));
         assert!(!w.is_stale("ns/b", Some("1")), "other objects unaffected");
@@ -110,7 +126,7 @@ mod tests {
     #[test]
     fn a_write_that_changed_nothing_leaves_the_copy_current() {
         let w = Written::default();
-        w.record("ns/a".into(), vec!["7".into()], Some("7"));
+        w.record("ns/a".into(), Some("7"), Some("7"));
         assert!(!w.is_stale("ns/a", Some("7")));
     }
 }
