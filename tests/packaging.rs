@@ -313,7 +313,7 @@ async fn readyz_is_503_until_caches_sync() {
     let op = Operator::start_with("nowhere", &[], Some(path)).await;
     let start = Instant::now();
     loop {
-        if let Ok(r) = reqwest::get(format!("http://{}/livez", op.metrics_addr)).await
+        if let Ok(r) = op.try_get("/livez").await
             && r.status() == 200
         {
             break;
@@ -332,7 +332,7 @@ async fn readyz_is_503_until_caches_sync() {
     let op = Operator::start(&ns.name).await;
     let start = Instant::now();
     loop {
-        if let Ok(r) = reqwest::get(format!("http://{}/readyz", op.metrics_addr)).await
+        if let Ok(r) = op.try_get("/readyz").await
             && r.status() == 200
         {
             break;

@@ -81,7 +81,7 @@ async fn wait_reconciled_restores(w: &World) {
     let op = w.operator.as_ref().expect("operator running");
     let start = std::time::Instant::now();
     loop {
-        if let Ok(resp) = reqwest::get(format!("http://{}/metrics", op.metrics_addr)).await
+        if let Ok(resp) = op.try_get("/metrics").await
             && let Ok(text) = resp.text().await
             && text
                 .lines()

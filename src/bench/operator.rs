@@ -86,6 +86,7 @@ impl Operator {
             .spawn()
             .map_err(|e| format!("starting {}: {e}", spec.bin.display()))?;
         let pid = child.id().ok_or("operator exited at once")?;
+        crate::provider::install_crypto_provider();
         Ok(Self {
             child,
             pid,

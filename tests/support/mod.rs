@@ -261,20 +261,24 @@ impl Operator {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        reqwest::get(format!("http://{}{path}", self.metrics_addr))
-            .await
-            .expect("operator HTTP endpoint")
+        self.try_get(path).await.expect("operator HTTP endpoint")
+    }
+
+    /// For polling an endpoint that may not be up yet.
+    pub async fn try_get(&self, path: &str) -> reqwest::Result<reqwest::Response> {
+        http_get(format!("http://{}{path}", self.metrics_addr)).await
     }
 
     pub async fn metrics(&self) -> String {
-        let url = format!("http://{}/metrics", self.metrics_addr);
-        reqwest::get(url)
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("body")
+        self.get("/metrics").await.text().await.expect("body")
     }
+}
+
+/// reqwest is built without a bundled crypto provider; whichever test of a binary runs first
+/// must not depend on another having installed it.
+async fn http_get(url: String) -> reqwest::Result<reqwest::Response> {
+    vpsnap::provider::install_crypto_provider();
+    reqwest::get(url).await
 }
 
 /// Starts an in-process simulator on a free port.
