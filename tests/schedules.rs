@@ -128,6 +128,21 @@ async fn a_schedule_creates_prunes_suspends_and_orphans() {
         "a suspended schedule made children"
     );
 
+    // A child deleted by hand: once it is finally gone (provider data removed through its
+    // finalizer), the suspended schedule, which waits for nothing else, counts it out.
+    let kids = children(&snaps, "every2s").await;
+    let doomed = kids[0].metadata.name.clone().unwrap();
+    snaps
+        .delete(&doomed, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&snaps, &doomed, T).await;
+    let left = kids.len() as i64 - 1;
+    wait_for(&schedules, "every2s", T, |s: &VpsSnapshotSchedule| {
+        s.status.as_ref().map(|s| s.children.total) == Some(left)
+    })
+    .await;
+
     // Delete the schedule: children are orphaned, provider data kept (GC runs in this control plane).
     let kept: Vec<String> = children(&snaps, "every2s")
         .await

@@ -2,6 +2,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -206,37 +207,61 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
     Ok(())
 }
 
-/// Schedules own their children: a child changing (e.g. becoming Ready) wakes its schedule.
+/// Schedules own their children: a child changing (e.g. becoming Ready) or finally gone
+/// (its counts in the schedule's status) wakes its schedule.
 fn schedule_controller<S>(
     client: &Client,
     ns: &Option<String>,
     ctx: &Arc<Context>,
     cfg: controller::Config,
-    (snapshots, backups): (ReflectHandle<VpsSnapshot>, ReflectHandle<VpsBackup>),
+    (snapshots, backups): (Follower<VpsSnapshot>, Follower<VpsBackup>),
     shutdown: S,
 ) -> impl std::future::Future<Output = ()> + use<S>
 where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
     let (stream, reader) = cached::<VpsSnapshotSchedule>(client, ns);
+    let gone = futures::stream::select(
+        snapshots
+            .gone
+            .flat_map(|c| futures::stream::iter(schedules_of(c.meta()))),
+        backups
+            .gone
+            .flat_map(|c| futures::stream::iter(schedules_of(c.meta()))),
+    );
     Controller::for_stream(stream, reader)
         .with_config(cfg)
-        .owns_shared_stream(snapshots)
-        .owns_shared_stream(backups)
+        .owns_shared_stream(snapshots.changes)
+        .owns_shared_stream(backups.changes)
+        .reconcile_on(gone)
         .graceful_shutdown_on(shutdown)
         .run(schedule::reconcile, schedule::error_policy, ctx.clone())
         .for_each(|_| future::ready(()))
 }
 
-/// Restores wake on their source or safety snapshot changing and on their provider turning
-/// Ready. The mapping needs only the names of snapshots and backups; the reconciler reads them
+fn schedules_of(child: &kube::api::ObjectMeta) -> Vec<ObjectRef<VpsSnapshotSchedule>> {
+    let (kind, api_version) = (
+        VpsSnapshotSchedule::kind(&()),
+        VpsSnapshotSchedule::api_version(&()),
+    );
+    child
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.kind == kind && o.api_version == api_version)
+        .map(|o| ObjectRef::new(&o.name).within(child.namespace.as_deref().unwrap_or_default()))
+        .collect()
+}
+
+/// Restores wake on their source or safety snapshot changing or going away and on their
+/// provider turning Ready. The mapping needs only the names of snapshots and backups; the reconciler reads them
 /// fresh before deciding.
 fn restore_controller<S>(
     client: &Client,
     ns: &Option<String>,
     ctx: &Arc<Context>,
     cfg: controller::Config,
-    (snapshots, backups): (ReflectHandle<VpsSnapshot>, ReflectHandle<VpsBackup>),
+    (snapshots, backups): (Follower<VpsSnapshot>, Follower<VpsBackup>),
     shutdown: S,
 ) -> impl std::future::Future<Output = ()> + use<S>
 where
@@ -248,13 +273,23 @@ where
     let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
         futures::stream::iter(restores_of_provider(&by_provider, &ns, &name))
     });
+    let (gone_snapshot, gone_backup) = (reader.clone(), reader.clone());
+    let gone = futures::stream::select(
+        snapshots.gone.flat_map(move |s| {
+            futures::stream::iter(restores_woken(&gone_snapshot, RestoreKind::Snapshot, &*s))
+        }),
+        backups.gone.flat_map(move |b| {
+            futures::stream::iter(restores_woken(&gone_backup, RestoreKind::Backup, &*b))
+        }),
+    );
     Controller::for_stream(stream, reader)
         .with_config(cfg)
         .reconcile_on(ready_changes)
-        .watches_shared_stream(snapshots, move |s| {
+        .reconcile_on(gone)
+        .watches_shared_stream(snapshots.changes, move |s| {
             restores_woken(&by_snapshot, RestoreKind::Snapshot, s.as_ref())
         })
-        .watches_shared_stream(backups, move |b| {
+        .watches_shared_stream(backups.changes, move |b| {
             restores_woken(&by_backup, RestoreKind::Backup, b.as_ref())
         })
         .graceful_shutdown_on(shutdown)
@@ -348,6 +383,14 @@ where
     .modify(|o| o.managed_fields_mut().clear())
 }
 
+/// Another controller's view of a shared watch: the objects it changes, and the ones it
+/// finally loses. kube-runtime's shared dispatcher forwards only applies, so deletions are
+/// tapped from the watch before it reaches the store.
+struct Follower<K: Watched> {
+    changes: ReflectHandle<K>,
+    gone: UnboundedReceiver<Arc<K>>,
+}
+
 /// `cached`, with `N` other controllers following the same watch. Each follower must be
 /// polled (a Controller does), or the shared watch waits for it once the buffer is full.
 fn cached_shared<K, const N: usize>(
@@ -356,15 +399,31 @@ fn cached_shared<K, const N: usize>(
 ) -> (
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K, N>,
     Store<K>,
-    [ReflectHandle<K>; N],
+    [Follower<K>; N],
 )
 where
     K: Watched,
 {
     let (reader, writer) = reflector::store_shared(FOLLOWER_BUFFER);
-    let followers =
-        std::array::from_fn(|_| writer.subscribe().expect("a shared store has subscribers"));
+    let mut senders = Vec::with_capacity(N);
+    let followers = std::array::from_fn(|_| {
+        let (tx, gone) = futures::channel::mpsc::unbounded();
+        senders.push(tx);
+        Follower {
+            changes: writer.subscribe().expect("a shared store has subscribers"),
+            gone,
+        }
+    });
     let stream = trimmed_watch::<K>(client, ns)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(obj)) = event {
+                let obj = Arc::new(obj.clone());
+                for tx in &senders {
+                    // A follower that has stopped (shutdown) no longer needs to hear.
+                    let _ = tx.unbounded_send(obj.clone());
+                }
+            }
+        })
         .reflect_shared(writer)
         .touched_objects();
     (stream, reader, followers)
@@ -382,7 +441,7 @@ fn restore_point_controller<K, S>(
 ) -> (
     impl std::future::Future<Output = ()> + use<K, S>,
     Store<K>,
-    [ReflectHandle<K>; 2],
+    [Follower<K>; 2],
 )
 where
     K: RestorePoint,
