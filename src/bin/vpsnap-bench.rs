@@ -698,8 +698,12 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
     // Provider calls over the first resync period, second by second.
     let mut peak_lists_per_s = 0;
     let mut prev = calls_of(&sim.calls(), LIST);
-    while window_start.elapsed() < k.resync_d {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    // The window ends exactly one period after it began: the operator may list a server again
+    // once a full period has passed, and a window even a second longer would count that.
+    let window_end = window_start + k.resync_d;
+    while Instant::now() < window_end {
+        let tick = (Instant::now() + Duration::from_secs(1)).min(window_end);
+        tokio::time::sleep_until(tick.into()).await;
         let now = calls_of(&sim.calls(), LIST);
         peak_lists_per_s = peak_lists_per_s.max(now - prev);
         prev = now;
