@@ -92,6 +92,14 @@ async fn snapshot_and_backup_lifecycle() {
             .starts_with("nightly [vpsnap:"),
         "backups carry vpsnap's tag"
     );
+    // Its own creates, found again on later listings, are not reported as adoptions.
+    for name in ["snap", "kept", "bk"] {
+        let reasons = w.event_reasons(name).await;
+        assert!(
+            !reasons.iter().any(|r| r == "Adopted"),
+            "{name}: {reasons:?}"
+        );
+    }
 
     // Delete → gone at the provider, finalizer removed. Retain → left at the provider.
     let snaps = w.ns.api::<VpsSnapshot>();
@@ -165,6 +173,8 @@ async fn lost_create_response_and_a_crash_never_duplicate() {
         snap.status.unwrap().provider_id,
         Some(creates[0].id.to_string())
     );
+    // The restarted process did not see its predecessor's create: it says it adopted one.
+    w.wait_event("once", "Adopted").await;
     w.stop().await;
 }
 

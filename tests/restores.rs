@@ -6,7 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::*;
@@ -43,36 +42,6 @@ fn restore_manifest(name: &str, server: u64, source: Value, extra: Value) -> Val
 async fn wait_succeeded(w: &World, name: &str, status: &str, reason: &str) -> VpsRestore {
     w.wait_reason::<VpsRestore>(name, "Succeeded", status, reason, T)
         .await
-}
-
-/// Reasons of the Events about `name`, in no particular order.
-async fn event_reasons(w: &World, name: &str) -> Vec<String> {
-    let events: Api<Event> = w.ns.api();
-    events
-        .list(&Default::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
-        .collect()
-}
-
-/// Waits for an Event `reason` about `name` (published right after the status it goes with).
-async fn wait_event(w: &World, name: &str, reason: &str) {
-    let start = std::time::Instant::now();
-    loop {
-        let reasons = event_reasons(w, name).await;
-        if reasons.iter().any(|r| r == reason) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no {reason} Event about {name}; saw {reasons:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Waits until the (re)started operator has reconciled a restore at least once, so a check
@@ -142,7 +111,7 @@ async fn snapshot_ref_restore_runs_exactly_once() {
     assert_eq!(record[0].object_id.to_string(), base_id);
     assert_eq!(calls(&w.sim, SNAPSHOT_RESTORES), 1);
     for reason in ["RestoreRequested", "RestoreAccepted"] {
-        wait_event(&w, "rollback", reason).await;
+        w.wait_event("rollback", reason).await;
     }
 
     // Re-applying the same manifest is a no-op; editing it is refused at admission.
@@ -220,7 +189,7 @@ async fn a_lost_answer_is_reported_and_never_retried() {
         restores(&w.sim).is_empty(),
         "the faulted request never reached the restore logic"
     );
-    wait_event(&w, "lost", "OutcomeUnknown").await;
+    w.wait_event("lost", "OutcomeUnknown").await;
 
     // The provider is healthy again; many poll periods and a restart later, still one request.
     w.sim.set_faults(Faults::default());
@@ -429,7 +398,7 @@ async fn zomro_restores_are_unsupported() {
         "{:?}",
         w.sim.calls()
     );
-    wait_event(&w, "z", "RestoreFailed").await;
+    w.wait_event("z", "RestoreFailed").await;
     w.stop().await;
 }
 
@@ -475,7 +444,7 @@ async fn a_safety_snapshot_is_taken_before_the_restore() {
         created.seq < record.restores[0].seq,
         "the safety snapshot must exist before the restore: {record:?}"
     );
-    wait_event(&w, "careful", "PreSnapshotCreated").await;
+    w.wait_event("careful", "PreSnapshotCreated").await;
 
     // It outlives the restore object.
     api.delete("careful", &Default::default()).await.unwrap();
@@ -524,7 +493,7 @@ async fn a_safety_snapshot_that_does_not_fit_is_skipped_without_evicting() {
     assert_eq!(st.pre_restore_snapshot, None);
     let (_, _, message) = condition(&done, "Succeeded").unwrap();
     assert!(message.contains("Safety snapshot skipped"), "{message}");
-    wait_event(&w, "squeezed", "PreSnapshotSkipped").await;
+    w.wait_event("squeezed", "PreSnapshotSkipped").await;
 
     // Nothing was evicted for it, the source included, and the restore used the source.
     let record = w.sim.record();

@@ -87,6 +87,10 @@ pub async fn reconcile<K: RestorePoint>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
         apply(obj, &ctx, &api).await
     } else if ownership::has_finalizer(obj.as_ref()) {
         ctx.written.forget(&key);
+        ctx.created
+            .lock()
+            .expect("created lock")
+            .remove(&obj.marker());
         match cleanup(obj.clone(), &ctx, &api).await {
             Ok(_) => ownership::release(&api, obj.as_ref())
                 .await
@@ -228,7 +232,16 @@ async fn decide_and_act<K: RestorePoint>(
     let found = find_own(obj.as_ref(), &listing);
     if let Some(item) = found {
         let adopted = current.provider_id.as_deref() != Some(item.id.as_str());
-        let ours = ctx.created.lock().expect("created lock").contains(&marker);
+        let ours = {
+            let mut created = ctx.created.lock().expect("created lock");
+            // Once the id is recorded the marker has served its purpose; keeping it would grow
+            // with every create this process ever made.
+            if adopted {
+                created.contains(&marker)
+            } else {
+                created.remove(&marker)
+            }
+        };
         if adopted && current.provider_id.is_none() && !ours {
             let how = if common.import_id.is_some() {
                 "imported"

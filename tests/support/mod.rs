@@ -482,6 +482,36 @@ pub fn sim_config(servers: &[u64]) -> vpsnap::sim::SimConfig {
 }
 
 impl World {
+    /// Reasons of the Events about `name`, in no particular order.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> = self.ns.api();
+        events
+            .list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
+    /// Waits for an Event `reason` about `name` (published right after the status it goes with).
+    pub async fn wait_event(&self, name: &str, reason: &str) {
+        let start = Instant::now();
+        loop {
+            let reasons = self.event_reasons(name).await;
+            if reasons.iter().any(|r| r == reason) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no {reason} Event about {name}; saw {reasons:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     pub async fn wait_for_phase(&self, name: &str, phase: &str) -> vpsnap::api::VpsSnapshot {
         wait_for(
             &self.ns.api::<vpsnap::api::VpsSnapshot>(),
