@@ -41,9 +41,8 @@ pub struct ControllerArgs {
     /// Lease duration in seconds: a standby takes over at most this long after the leader stops.
     #[arg(long, default_value_t = 15)]
     pub lease_duration_secs: u64,
-    /// Reconciles running at once, per kind. Most of a reconcile's time is spent waiting on
-    /// apiserver writes, so throughput is about this many over two write latencies.
-    #[arg(long, default_value_t = 64)]
+    /// Reconciles running at once, per kind.
+    #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "VPSNAP_LOG_FORMAT")]
