@@ -2,11 +2,8 @@
 //!
 //! A reconcile asks for the server's listing no older than some age: a fresh enough cached
 //! listing is reused, otherwise one caller lists while the others wait on the same per-server
-//! lock and then reuse its answer. The same lock serialises planning on a server, so two
-//! objects never both take its last free slot: a create admitted by the plan reserves its slot
-//! before the lock is let go, and every later plan counts the reservation until the provider's
-//! answer replaces it. The slow part of a create (the intent write, the provider call) thus
-//! runs without holding up the server's other objects.
+//! lock and then reuse its answer. The same lock serialises plan-and-act on a server, so two
+//! objects never both take its last free slot.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -97,26 +94,6 @@ pub struct ServerKey {
 #[derive(Default)]
 struct Slot {
     listing: Option<ServerListing>,
-    /// Creates admitted but not yet answered; kept apart from the listing so a fresh list call
-    /// cannot drop them.
-    reserved: Arc<Mutex<Vec<Item>>>,
-}
-
-/// A slot held on a server for one create in flight. Dropping it gives the slot back; drop it
-/// while holding the server's lock after recording the provider's answer, so no plan sees
-/// neither.
-pub struct Reservation {
-    reserved: Arc<Mutex<Vec<Item>>>,
-    id: String,
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.reserved
-            .lock()
-            .expect("reservations lock")
-            .retain(|i| i.id != self.id);
-    }
 }
 
 #[derive(Clone)]
@@ -178,47 +155,8 @@ impl ServerGuard {
             .filter(|d| !d.is_zero())
     }
 
-    /// Holds a slot for a create of the object whose marker is `label`, counted by every plan
-    /// on this server (as an in-progress object owned by that object) until dropped.
-    pub fn reserve(&self, label: &str) -> Reservation {
-        let id = format!("(creating {label})");
-        let mut reserved = self.guard.reserved.lock().expect("reservations lock");
-        reserved.retain(|i| i.id != id);
-        reserved.push(Item {
-            id: id.clone(),
-            label: label.to_string(),
-            state: RemoteState::Pending,
-            raw_status: "creating".into(),
-            created_at: Some(jiff::Timestamp::now()),
-            size_mb: None,
-            protected: false,
-            automatic: false,
-        });
-        Reservation {
-            reserved: self.guard.reserved.clone(),
-            id,
-        }
-    }
-
-    /// The listing, from cache when younger than `max_age`, else from one list call, with the
-    /// slots reserved by creates in flight.
+    /// The listing, from cache when younger than `max_age`, else from one list call.
     pub async fn listing(
-        &mut self,
-        client: &ProviderClient,
-        key: &ServerKey,
-        max_age: Duration,
-    ) -> Result<ServerListing, ProviderError> {
-        let listing = self.listed(client, key, max_age).await?;
-        Ok(self.with_reserved(listing))
-    }
-
-    fn with_reserved(&self, mut listing: ServerListing) -> ServerListing {
-        let reserved = self.guard.reserved.lock().expect("reservations lock");
-        listing.items.extend(reserved.iter().cloned());
-        listing
-    }
-
-    async fn listed(
         &mut self,
         client: &ProviderClient,
         key: &ServerKey,
@@ -274,80 +212,5 @@ impl ServerGuard {
     /// Forces the next reader to list again (an outcome we could not observe).
     pub fn invalidate(&mut self) {
         self.guard.listing = None;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(server: u64) -> ServerKey {
-        ServerKey {
-            provider: ("ns".into(), "acct".into()),
-            server,
-            class: Class::Snapshot,
-        }
-    }
-
-    fn listing(ids: &[&str]) -> ServerListing {
-        ServerListing {
-            items: ids
-                .iter()
-                .map(|id| Item {
-                    id: id.to_string(),
-                    label: format!("snap-{id}"),
-                    state: RemoteState::Ready,
-                    raw_status: "completed".into(),
-                    created_at: None,
-                    size_mb: Some(1),
-                    protected: false,
-                    automatic: false,
-                })
-                .collect(),
-            complete: true,
-            fetched: Instant::now(),
-            fetched_at: jiff::Timestamp::now(),
-        }
-    }
-
-    fn ids(l: &ServerListing) -> Vec<&str> {
-        l.items.iter().map(|i| i.id.as_str()).collect()
-    }
-
-    #[tokio::test]
-    async fn a_reservation_is_counted_by_later_holders_of_the_lock_until_dropped() {
-        let listings = Listings::default();
-        let guard = listings.lock(&key(1)).await;
-        let reservation = guard.reserve("mine");
-        drop(guard);
-
-        let guard = listings.lock(&key(1)).await;
-        let view = guard.with_reserved(listing(&["7"]));
-        assert_eq!(ids(&view), ["7", "(creating mine)"]);
-        let held = &view.items[1];
-        assert_eq!(held.label, "mine");
-        assert!(matches!(held.state, RemoteState::Pending));
-        // Another server is not affected.
-        let other = listings.lock(&key(2)).await;
-        assert_eq!(ids(&other.with_reserved(listing(&[]))), Vec::<&str>::new());
-
-        drop(reservation);
-        assert_eq!(ids(&guard.with_reserved(listing(&["7"]))), ["7"]);
-    }
-
-    #[tokio::test]
-    async fn a_fresh_listing_does_not_drop_a_reservation() {
-        let listings = Listings::default();
-        let mut guard = listings.lock(&key(1)).await;
-        let _reservation = guard.reserve("mine");
-        guard.guard.listing = Some(listing(&["7"]));
-        guard.invalidate();
-        guard.guard.listing = Some(listing(&["8"]));
-        assert_eq!(
-            ids(&guard.with_reserved(guard.guard.listing.clone().unwrap())),
-            ["8", "(creating mine)"]
-        );
-        // The cached listing itself stays the provider's answer.
-        assert_eq!(ids(guard.guard.listing.as_ref().unwrap()), ["8"]);
     }
 }

@@ -327,7 +327,7 @@ async fn decide_and_act<K: RestorePoint>(
             )
         });
     }
-    create_if_room(obj, ctx, api, &handle, &key, guard, &listing, marker).await
+    create_if_room(obj, ctx, api, &handle, &key, &mut guard, &listing, marker).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -337,7 +337,7 @@ async fn create_if_room<K: RestorePoint>(
     api: &Api<K>,
     handle: &ProviderHandle,
     key: &ServerKey,
-    mut guard: ServerGuard,
+    guard: &mut ServerGuard,
     listing: &ServerListing,
     marker: String,
 ) -> Result<Report, Error> {
@@ -361,7 +361,7 @@ async fn create_if_room<K: RestorePoint>(
     let me = obj_key(obj.as_ref());
 
     for (id, owner) in &plan.evict {
-        evict::<K>(ctx, handle, key, &mut guard, id, owner, &me).await?;
+        evict::<K>(ctx, handle, key, guard, id, owner, &me).await?;
     }
 
     if plan.admit.contains(&me) {
@@ -370,10 +370,6 @@ async fn create_if_room<K: RestorePoint>(
             marker: marker.clone(),
             requested_at: now.to_string(),
         };
-        // The slot is ours; the server's other objects may plan while this one writes and
-        // calls (an error below drops the reservation and gives the slot back).
-        let reservation = guard.reserve(&marker);
-        drop(guard);
         // Durable intent first: if we crash after the call, the restart finds the object by
         // its marker instead of creating a second one.
         claim(ctx, api, obj.as_ref(), Some(now)).await?;
@@ -397,9 +393,6 @@ async fn create_if_room<K: RestorePoint>(
                 .await
                 .map(|b| Some(Item::from(b))),
         };
-        // The answer replaces the reservation under the lock, so no plan sees neither.
-        let mut guard = ctx.listings.lock(key).await;
-        let _reservation = reservation;
         return Ok(match result {
             Ok(Some(item)) => {
                 guard.add(item.clone());
