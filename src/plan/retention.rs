@@ -8,10 +8,11 @@
 //!   - `keep-last` N: the N newest Ready children.
 //!   - `max-age` D: Ready children strictly younger than D (`now - created_at < D`; a child
 //!     from the future counts as young).
-//!   - `hourly` / `daily` / `weekly` / `monthly` N: walking Ready children newest first, the
+//!   - `hourly` / `daily` / `weekly` / `monthly` / `yearly` N: walking Ready children newest
+//!     first, the
 //!     newest child of each of the N most recent periods that contain a Ready child
 //!     (restic semantics: empty periods do not use up a slot). Periods are calendar periods
-//!     in the schedule's zone: local days and months, ISO 8601 weeks (Monday first, so the
+//!     in the schedule's zone: local days, months and years, ISO 8601 weeks (Monday first, so the
 //!     last days of December can belong to week 1 of the next year and early January to
 //!     week 52 or 53 of the previous one), and local hours — an hour that the clock repeats
 //!     when falling back is two periods, because it is two real hours.
@@ -42,6 +43,7 @@ pub const HOURLY: &str = "hourly";
 pub const DAILY: &str = "daily";
 pub const WEEKLY: &str = "weekly";
 pub const MONTHLY: &str = "monthly";
+pub const YEARLY: &str = "yearly";
 pub const PINNED: &str = "pinned";
 pub const NEWEST_READY: &str = "newest-ready";
 pub const IN_PROGRESS: &str = "in-progress";
@@ -72,6 +74,7 @@ pub struct RetentionPolicy {
     pub daily: Option<u32>,
     pub weekly: Option<u32>,
     pub monthly: Option<u32>,
+    pub yearly: Option<u32>,
 }
 
 impl RetentionPolicy {
@@ -86,7 +89,7 @@ impl RetentionPolicy {
 pub struct RetentionPlan {
     /// Kept children, oldest first, each with every reason that keeps it, in the order
     /// pinned, in-progress, newest-ready, keep-last, max-age, hourly, daily, weekly, monthly,
-    /// no-policy.
+    /// yearly, no-policy.
     pub keep: Vec<(String, Vec<&'static str>)>,
     /// Children past retention, oldest first.
     pub prune: Vec<String>,
@@ -147,6 +150,7 @@ enum Period {
     Daily,
     Weekly,
     Monthly,
+    Yearly,
 }
 
 /// Identifies the calendar period containing `t` in `tz`; equal keys, same period.
@@ -166,6 +170,9 @@ fn period_key(period: Period, t: Timestamp, tz: &TimeZone) -> [i32; 5] {
             [i32::from(week.year()), i32::from(week.week()), 0, 0, 0]
         }
         Period::Monthly => [y, m, 0, 0, 0],
+        // Calendar years in the zone (not ISO week-years): restic and borg keep the newest
+        // snapshot of each local calendar year.
+        Period::Yearly => [y, 0, 0, 0, 0],
     }
 }
 
@@ -219,6 +226,7 @@ fn reasons<'a>(
         (Period::Daily, policy.daily, DAILY),
         (Period::Weekly, policy.weekly, WEEKLY),
         (Period::Monthly, policy.monthly, MONTHLY),
+        (Period::Yearly, policy.yearly, YEARLY),
     ];
     for (period, count, reason) in buckets {
         let Some(count) = count else { continue };
@@ -646,6 +654,49 @@ mod tests {
     }
 
     #[test]
+    fn yearly_keeps_the_newest_of_each_local_calendar_year() {
+        let items = [
+            item("y2021", "2021-06-01T00:00:00Z", Ready),
+            item("y2022-a", "2022-03-01T00:00:00Z", Ready),
+            item("y2022-b", "2022-11-30T00:00:00Z", Ready),
+            // 23:30Z on 2022-12-31 is already 2023 in Berlin, still 2022 in UTC.
+            item("new-year-berlin", "2022-12-31T23:30:00Z", Ready),
+            item("y2023-failed", "2023-05-01T00:00:00Z", Failed),
+            item("y2024", "2024-02-29T12:00:00Z", Ready),
+        ];
+        let policy = RetentionPolicy {
+            yearly: Some(3),
+            ..Default::default()
+        };
+        let now = ts("2024-06-01T00:00:00Z");
+        let p = plan(&items, &policy, now, &utc());
+        assert_eq!(
+            keys(&p),
+            (
+                vec!["y2021", "new-year-berlin", "y2024"],
+                vec!["y2022-a", "y2022-b", "y2023-failed"]
+            ),
+            "UTC: 2024, 2022 (latest on Dec 31), 2021; a failed child never fills a year"
+        );
+        assert_eq!(why(&p, "y2024"), [NEWEST_READY, YEARLY]);
+        assert_eq!(why(&p, "y2021"), [YEARLY]);
+        let p = plan(&items, &policy, now, &berlin());
+        assert_eq!(
+            keys(&p),
+            (
+                vec!["y2022-b", "new-year-berlin", "y2024"],
+                vec!["y2021", "y2022-a", "y2023-failed"]
+            ),
+            "Berlin: the Dec 31 23:30Z child is 2023's, so 2022 keeps its November child"
+        );
+        let zero = RetentionPolicy {
+            yearly: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(keys(&plan(&items, &zero, now, &utc())).0, vec!["y2024"]);
+    }
+
+    #[test]
     fn rules_form_a_union_and_list_every_reason() {
         let items = may_dailies();
         let policy = RetentionPolicy {
@@ -655,13 +706,22 @@ mod tests {
             weekly: Some(2),
             monthly: Some(1),
             hourly: None,
+            yearly: Some(1),
         };
         let p = plan(&items, &policy, ts(NOW), &utc());
         // Weeks: d31 is Friday of 2024-W22 (May 27..), d26 Sunday of W21.
         assert_eq!(keys(&p).0, vec!["d26", "d29", "d30", "d31"]);
         assert_eq!(
             why(&p, "d31"),
-            [NEWEST_READY, KEEP_LAST, MAX_AGE, DAILY, WEEKLY, MONTHLY]
+            [
+                NEWEST_READY,
+                KEEP_LAST,
+                MAX_AGE,
+                DAILY,
+                WEEKLY,
+                MONTHLY,
+                YEARLY
+            ]
         );
         assert_eq!(why(&p, "d30"), [KEEP_LAST, MAX_AGE, DAILY]);
         assert_eq!(why(&p, "d29"), [DAILY]);
@@ -753,6 +813,29 @@ mod tests {
         (0usize..40).prop_flat_map(|n| (0..n).map(arb_item).collect::<Vec<_>>())
     }
 
+    /// Children spread over six years, so yearly buckets have something to choose from.
+    fn arb_items_over_years() -> impl Strategy<Value = Vec<Item>> {
+        (0usize..30).prop_flat_map(|n| {
+            (0..n)
+                .map(|index| {
+                    (
+                        0i64..(6 * 365 * 4),
+                        prop_oneof![6 => Just(Ready), 2 => Just(InProgress), 2 => Just(Failed)],
+                    )
+                        .prop_map(move |(quarter_days, state)| Item {
+                            key: format!("k{index:03}"),
+                            created_at: Timestamp::from_second(
+                                1_711_000_000 + 22 * 86_400 - quarter_days * 21_600,
+                            )
+                            .unwrap(),
+                            state,
+                            pinned: false,
+                        })
+                })
+                .collect::<Vec<_>>()
+        })
+    }
+
     fn arb_policy() -> impl Strategy<Value = RetentionPolicy> {
         let count = || proptest::option::weighted(0.4, 0u32..6);
         (
@@ -762,17 +845,19 @@ mod tests {
             count(),
             count(),
             count(),
+            count(),
         )
-            .prop_map(|(keep_last, max_age, hourly, daily, weekly, monthly)| {
-                RetentionPolicy {
+            .prop_map(
+                |(keep_last, max_age, hourly, daily, weekly, monthly, yearly)| RetentionPolicy {
                     keep_last,
                     max_age: max_age.map(Duration::from_secs),
                     hourly,
                     daily,
                     weekly,
                     monthly,
-                }
-            })
+                    yearly,
+                },
+            )
     }
 
     fn arb_zone() -> impl Strategy<Value = TimeZone> {
@@ -876,6 +961,30 @@ mod tests {
             for kept in daily {
                 let newest = items.iter()
                     .filter(|i| i.state == Ready && day(i.created_at) == day(kept.created_at))
+                    .max_by_key(|i| sort_key(i)).unwrap();
+                prop_assert_eq!(&newest.key, &kept.key);
+            }
+        }
+
+        #[test]
+        fn yearly_keeps_one_child_per_recent_local_year(
+            items in arb_items_over_years(), n in 0u32..5, zone in arb_zone(),
+        ) {
+            let policy = RetentionPolicy { yearly: Some(n), ..Default::default() };
+            let p = plan(&items, &policy, now(), &zone);
+            let year = |t: Timestamp| zone.to_datetime(t).year();
+            let yearly: Vec<&Item> = p.keep.iter()
+                .filter(|(_, why)| why.contains(&YEARLY))
+                .map(|(k, _)| items.iter().find(|i| &i.key == k).unwrap())
+                .collect();
+            let ready_years: BTreeSet<_> = items.iter().filter(|i| i.state == Ready).map(|i| year(i.created_at)).collect();
+            let kept_years: BTreeSet<_> = yearly.iter().map(|i| year(i.created_at)).collect();
+            prop_assert_eq!(kept_years.len(), yearly.len(), "two children for one year");
+            let recent: BTreeSet<_> = ready_years.iter().rev().take(n as usize).copied().collect();
+            prop_assert_eq!(&kept_years, &recent);
+            for kept in yearly {
+                let newest = items.iter()
+                    .filter(|i| i.state == Ready && year(i.created_at) == year(kept.created_at))
                     .max_by_key(|i| sort_key(i)).unwrap();
                 prop_assert_eq!(&newest.key, &kept.key);
             }
