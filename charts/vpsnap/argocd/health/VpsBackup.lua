@@ -43,6 +43,21 @@ if generation ~= nil and status.observedGeneration ~= nil and status.observedGen
   return hs
 end
 
+-- Evicted: vpsnap's garbage collection deleted the provider data to make room, as
+-- `evictable: true` allowed. That is the user's policy at work, not a fault, so it must not
+-- turn the Application Degraded. Checked before Stalled: objects evicted by earlier versions
+-- carry Stalled=True.
+local ready = condition(status.conditions, "Ready")
+local evicted = status.phase == "Evicted"
+if ready ~= nil and ready.status == "False" and ready.reason == "Evicted" then
+  evicted = true
+end
+if evicted then
+  hs.status = "Healthy"
+  hs.message = "Evicted (evictable: true): " .. describe(ready, "evicted to make room on the server") .. ". Its provider data is gone; delete this object or drop it from Git."
+  return hs
+end
+
 local stalled = condition(status.conditions, "Stalled")
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
@@ -59,7 +74,6 @@ local final = {
   InvalidSpec = true,
 }
 
-local ready = condition(status.conditions, "Ready")
 if ready ~= nil and ready.status == "False" and ready.reason ~= nil and final[ready.reason] then
   hs.status = "Degraded"
   hs.message = describe(ready, ready.reason)
