@@ -109,7 +109,8 @@ pub struct RetentionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub max_age: Option<String>,
-    /// Keep the newest completed child of each of the last N hours / days / weeks / months.
+    /// Keep the newest completed child of each of the last N hours / days / weeks / months /
+    /// years (calendar periods in `timeZone`; periods without a child use no slot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub hourly: Option<i32>,
@@ -122,6 +123,9 @@ pub struct RetentionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub monthly: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub yearly: Option<i32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -145,11 +149,81 @@ pub struct ChildTemplate {
 #[serde(rename_all = "camelCase")]
 pub struct ServerRetention {
     pub server_id: i64,
-    /// Children kept, oldest first.
-    pub kept: Vec<String>,
+    /// Children kept, oldest first, each with the rules that keep it.
+    pub kept: Vec<KeptChild>,
     /// Children that go next (past retention), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub next_to_prune: Vec<String>,
+}
+
+/// A child retention keeps, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeptChild {
+    pub name: String,
+    /// Every rule that keeps it: `pinned`, `in-progress`, `newest-ready`, `keep-last`,
+    /// `max-age`, `hourly`, `daily`, `weekly`, `monthly`, `yearly`, `no-policy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+}
+
+/// Statuses written by earlier versions list kept children as bare names; both read.
+impl<'de> Deserialize<'de> for KeptChild {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Name(String),
+            Full {
+                name: String,
+                #[serde(default)]
+                rules: Vec<String>,
+            },
+        }
+        Ok(match Repr::deserialize(d)? {
+            Repr::Name(name) => KeptChild {
+                name,
+                rules: Vec::new(),
+            },
+            Repr::Full { name, rules } => KeptChild { name, rules },
+        })
+    }
+}
+
+/// Annotation on a `VpsSnapshotSchedule` asking for one run now, outside the cron times.
+/// Value: an RFC 3339 time (`kubectl vpsnap run` writes the current one); the operator answers
+/// each value once, in `status.lastRunRequest`, so re-applying the same value does nothing.
+pub const RUN_REQUESTED_ANNOTATION: &str = "vpsnap.dev/run-requested";
+
+/// How the operator answered the `vpsnap.dev/run-requested` annotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RunRequestOutcome {
+    /// The run happened: `children` were created (or already existed), `skippedServers`
+    /// had an operation in flight.
+    Ran,
+    /// The value is not an RFC 3339 time, lies in the future, or is too old to act on.
+    Rejected,
+    /// The schedule is suspended: no run.
+    Suspended,
+}
+
+/// The last `vpsnap.dev/run-requested` value the operator handled, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRequestStatus {
+    /// The annotation's value, as written.
+    pub token: String,
+    pub outcome: RunRequestOutcome,
+    /// When the operator handled it (RFC 3339).
+    pub handled_at: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Children of this run, one per server that had no operation in flight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
+    /// Servers skipped because an operation was still in flight there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_servers: Vec<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -175,6 +249,9 @@ pub struct VpsSnapshotScheduleStatus {
     /// The retention plan per server: what is kept and what goes next.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retention: Vec<ServerRetention>,
+    /// The last `vpsnap.dev/run-requested` annotation value handled (each value runs once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_request: Option<RunRequestStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -189,4 +266,30 @@ pub struct ChildCounts {
     pub ready: i64,
     pub in_progress: i64,
     pub failed: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_children_read_in_both_shapes() {
+        let old: ServerRetention =
+            serde_json::from_value(serde_json::json!({"serverId": 1, "kept": ["a"]})).unwrap();
+        assert_eq!(
+            old.kept,
+            vec![KeptChild {
+                name: "a".into(),
+                rules: vec![]
+            }]
+        );
+        let new: ServerRetention = serde_json::from_value(serde_json::json!({
+            "serverId": 1, "kept": [{"name": "b", "rules": ["keep-last", "daily"]}]
+        }))
+        .unwrap();
+        assert_eq!(new.kept[0].rules, vec!["keep-last", "daily"]);
+        let round: ServerRetention =
+            serde_json::from_value(serde_json::to_value(&new).unwrap()).unwrap();
+        assert_eq!(round, new);
+    }
 }

@@ -1,7 +1,7 @@
 //! `VpsSnapshotSchedule` reconciler: fire (cron + zone + jitter, no bursts) → children with
 //! deterministic names → retention (prune past-policy children, which deletes their provider
 //! data through each child's finalizer) → status with the plan.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +14,14 @@ use serde_json::json;
 
 use super::Error;
 use super::context::Context;
-use super::registry::Lookup;
+use super::registry::{Lookup, ProviderHandle};
 use super::restore_point::RestorePoint;
+use super::run_request::{self, RunRequest};
 use super::status;
 use crate::api::conditions::{self, Desired};
 use crate::api::{
-    ChildCounts, ChildDeletionPolicy, Phase, ScheduleType, ServerRetention, VpsBackup, VpsSnapshot,
+    ChildCounts, ChildDeletionPolicy, KeptChild, Phase, RUN_REQUESTED_ANNOTATION,
+    RunRequestOutcome, RunRequestStatus, ScheduleType, ServerRetention, VpsBackup, VpsSnapshot,
     VpsSnapshotSchedule, parse_duration,
 };
 use crate::plan::retention::{self, Item, ItemState, RetentionPolicy};
@@ -131,6 +133,17 @@ async fn run<K: RestorePoint>(
     st.children = counts(&children);
 
     if spec.suspend {
+        let room = Room {
+            handle: None,
+            policy: &policy,
+            now,
+            tz: &tz,
+        };
+        if let Some(answer) =
+            run_requested::<K>(obj, ctx, &children, &mut BTreeSet::new(), &room, true).await?
+        {
+            st.last_run_request = Some(answer);
+        }
         st.phase = Some("Suspended".into());
         st.next_schedule_time = None;
         st.last_error = None;
@@ -180,7 +193,14 @@ async fn run<K: RestorePoint>(
         .iter()
         .map(|(server, plan)| ServerRetention {
             server_id: *server,
-            kept: plan.keep.iter().map(|(k, _)| k.clone()).collect(),
+            kept: plan
+                .keep
+                .iter()
+                .map(|(name, rules)| KeptChild {
+                    name: name.clone(),
+                    rules: rules.iter().map(|r| (*r).to_owned()).collect(),
+                })
+                .collect(),
             next_to_prune: retention::evict_for_room(
                 &children
                     .iter()
@@ -215,43 +235,35 @@ async fn run<K: RestorePoint>(
     st.next_schedule_time = decision.next.map(|t| t.to_string());
 
     let mut message = String::from("scheduled");
+    // At most one operation in flight per server: a child still being made means a run is
+    // skipped there rather than queued behind it (children made by this reconcile count too).
+    let mut busy: BTreeSet<i64> = children
+        .iter()
+        .filter(|c| !c.deleting && c.item.state == ItemState::InProgress)
+        .map(|c| c.server)
+        .collect();
+    let room = Room {
+        handle: handle.as_ref(),
+        policy: &policy,
+        now,
+        tz: &tz,
+    };
     if let Some(run_at) = decision.run {
-        let mut made = Vec::new();
-        let mut skipped = Vec::new();
-        for server in &spec.server_ids {
-            // At most one operation in flight per server: a child still being made means
-            // this run is skipped there rather than queued behind it.
-            let busy = children.iter().any(|c| {
-                c.server == *server && !c.deleting && c.item.state == ItemState::InProgress
-            });
-            if busy {
-                skipped.push(server.to_string());
-                continue;
-            }
-            if let Some(h) = &handle {
-                let limit = match K::CLASS {
-                    super::listings::Class::Snapshot => h.snapshot_limit,
-                    super::listings::Class::Backup => h.backup_limit,
-                };
-                make_room::<K>(obj, ctx, &children, *server, limit, &policy, now, &tz).await?;
-            }
-            let name = create_child::<K>(obj, ctx, *server, run_at).await?;
-            made.push(name);
-        }
-        if !made.is_empty() {
+        let fired = fire::<K>(obj, ctx, &children, &mut busy, run_at, &room).await?;
+        if !fired.made.is_empty() {
             ctx.event(
                 obj,
                 false,
                 "ChildrenCreated",
                 "Schedule",
-                format!("run for {run_at}: created {}", made.join(", ")),
+                format!("run for {run_at}: created {}", fired.made.join(", ")),
             )
             .await;
         }
-        if !skipped.is_empty() {
+        if !fired.skipped.is_empty() {
             message = format!(
                 "run for {run_at} skipped on servers {} (an operation is still in flight there)",
-                skipped.join(", ")
+                join(&fired.skipped)
             );
             ctx.event(obj, true, "RunSkipped", "Schedule", message.clone())
                 .await;
@@ -263,6 +275,9 @@ async fn run<K: RestorePoint>(
         // Missed runs past the deadline are recorded as considered, so they are counted once.
         st.last_schedule_time = Some(due.to_string());
         ctx.event(obj, true, "MissedRuns", "Schedule", format!("{} run(s) missed while the operator was down; the latest was past the starting deadline", decision.missed)).await;
+    }
+    if let Some(answer) = run_requested::<K>(obj, ctx, &children, &mut busy, &room, false).await? {
+        st.last_run_request = Some(answer);
     }
 
     st.phase = Some("Active".into());
@@ -297,6 +312,146 @@ async fn run<K: RestorePoint>(
     Ok(Action::requeue(wait))
 }
 
+/// What a run needs to make room on a full server.
+struct Room<'a> {
+    handle: Option<&'a ProviderHandle>,
+    policy: &'a RetentionPolicy,
+    now: Timestamp,
+    tz: &'a jiff::tz::TimeZone,
+}
+
+/// Children one run made (or found made), and the servers it skipped.
+#[derive(Default)]
+struct Fired {
+    made: Vec<String>,
+    skipped: Vec<i64>,
+}
+
+/// One run at scheduled time `run_at` — cron or requested, the same rules: a server with an
+/// operation in flight (`busy`) is skipped, a full server first loses what retention no
+/// longer needs, then each server gets its deterministically named child.
+async fn fire<K: RestorePoint>(
+    obj: &VpsSnapshotSchedule,
+    ctx: &Context,
+    children: &[Child],
+    busy: &mut BTreeSet<i64>,
+    run_at: Timestamp,
+    room: &Room<'_>,
+) -> Result<Fired, Error> {
+    let mut fired = Fired::default();
+    for server in &obj.spec.server_ids {
+        if busy.contains(server) {
+            fired.skipped.push(*server);
+            continue;
+        }
+        if let Some(h) = room.handle {
+            let limit = match K::CLASS {
+                super::listings::Class::Snapshot => h.snapshot_limit,
+                super::listings::Class::Backup => h.backup_limit,
+            };
+            make_room::<K>(
+                obj,
+                ctx,
+                children,
+                *server,
+                limit,
+                room.policy,
+                room.now,
+                room.tz,
+            )
+            .await?;
+        }
+        fired
+            .made
+            .push(create_child::<K>(obj, ctx, *server, run_at).await?);
+        busy.insert(*server);
+    }
+    Ok(fired)
+}
+
+/// Answers a new `vpsnap.dev/run-requested` value (see [`run_request`]): runs once, or says
+/// why not. `None` when there is nothing new to answer.
+async fn run_requested<K: RestorePoint>(
+    obj: &VpsSnapshotSchedule,
+    ctx: &Context,
+    children: &[Child],
+    busy: &mut BTreeSet<i64>,
+    room: &Room<'_>,
+    suspended: bool,
+) -> Result<Option<RunRequestStatus>, Error> {
+    let handled = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.last_run_request.as_ref())
+        .map(|r| r.token.as_str());
+    let annotation = obj.annotations().get(RUN_REQUESTED_ANNOTATION);
+    let answer =
+        match run_request::decide(annotation.map(String::as_str), handled, suspended, room.now) {
+            RunRequest::Nothing => return Ok(None),
+            RunRequest::Answer {
+                token,
+                outcome,
+                message,
+            } => {
+                ctx.event(
+                    obj,
+                    true,
+                    "RunRequestRefused",
+                    "RunRequest",
+                    message.clone(),
+                )
+                .await;
+                RunRequestStatus {
+                    token,
+                    outcome,
+                    handled_at: room.now.to_string(),
+                    message,
+                    children: Vec::new(),
+                    skipped_servers: Vec::new(),
+                }
+            }
+            RunRequest::Run { token, at } => {
+                let fired = fire::<K>(obj, ctx, children, busy, at, room).await?;
+                let mut message = format!("requested run for {at}");
+                if !fired.made.is_empty() {
+                    message.push_str(&format!(": created {}", fired.made.join(", ")));
+                }
+                if !fired.skipped.is_empty() {
+                    message.push_str(&format!(
+                        "; skipped servers {} (an operation is still in flight there)",
+                        join(&fired.skipped)
+                    ));
+                }
+                tracing::info!(schedule = %obj.name_any(), %token, "requested run");
+                ctx.event(
+                    obj,
+                    !fired.skipped.is_empty(),
+                    "RunRequested",
+                    "RunRequest",
+                    message.clone(),
+                )
+                .await;
+                RunRequestStatus {
+                    token,
+                    outcome: RunRequestOutcome::Ran,
+                    handled_at: room.now.to_string(),
+                    message,
+                    children: fired.made,
+                    skipped_servers: fired.skipped,
+                }
+            }
+        };
+    Ok(Some(answer))
+}
+
+fn join(servers: &[i64]) -> String {
+    servers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 type Parsed = (
     CronSchedule,
     jiff::tz::TimeZone,
@@ -326,6 +481,7 @@ fn parse_spec(obj: &VpsSnapshotSchedule) -> Result<Parsed, String> {
         daily: count(r.daily),
         weekly: count(r.weekly),
         monthly: count(r.monthly),
+        yearly: count(r.yearly),
     };
     let deadline = dur("spec.startingDeadline", &spec.starting_deadline)?;
     let jitter = parse_duration(&spec.max_jitter).map_err(|e| format!("spec.maxJitter: {e}"))?;
