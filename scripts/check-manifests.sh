@@ -175,6 +175,9 @@ SAR
   for kind in vpsproviders vpssnapshotschedules vpsrestores; do
     can false $sa vpsnap.dev $kind create fleet; can false $sa vpsnap.dev $kind delete fleet
   done
+  for verb in get create patch delete; do can true $sa vpsnap.dev vpsoccupancies $verb fleet; done
+  can true $sa vpsnap.dev vpsoccupancies/status patch fleet
+  can false $sa vpsnap.dev vpsoccupancies watch fleet
   for verb in get list watch; do can true $sa "" secrets $verb fleet; done
   for verb in create update patch delete; do can false $sa "" secrets $verb fleet; done
   can true $sa events.k8s.io events create fleet; can true $sa "" events patch fleet

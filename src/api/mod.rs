@@ -2,6 +2,7 @@
 mod backup;
 mod common;
 pub mod conditions;
+mod occupancy;
 mod provider;
 mod restore;
 mod schedule;
@@ -9,6 +10,7 @@ mod snapshot;
 
 pub use backup::*;
 pub use common::*;
+pub use occupancy::*;
 pub use provider::*;
 pub use restore::*;
 pub use schedule::*;
@@ -28,6 +30,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         VpsBackup::crd(),
         VpsSnapshotSchedule::crd(),
         VpsRestore::crd(),
+        VpsOccupancy::crd(),
     ]
 }
 

@@ -101,6 +101,14 @@ ClusterRole (all namespaces) or the Role (watchNamespace).
 - apiGroups: ["vpsnap.dev"]
   resources: ["vpsproviders/finalizers", "vpssnapshots/finalizers", "vpsbackups/finalizers", "vpssnapshotschedules/finalizers", "vpsrestores/finalizers"]
   verbs: ["update"]
+# Per-server occupancy for `kubectl vpsnap servers`/`why` (VpsOccupancy): written by the
+# operator alone, read once per shard after a start, never watched.
+- apiGroups: ["vpsnap.dev"]
+  resources: ["vpsoccupancies"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["vpsnap.dev"]
+  resources: ["vpsoccupancies/status"]
+  verbs: ["patch"]
 # Provider credentials: read by name, rotation noticed by a metadata-only watch. Never written.
 - apiGroups: [""]
   resources: ["secrets"]

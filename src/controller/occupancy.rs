@@ -1,0 +1,523 @@
+//! Publishes what occupies each server as `VpsOccupancy` objects, for `kubectl vpsnap servers`
+//! and `why` (they may read only the Kubernetes API).
+//!
+//! # Cost and bounds
+//! - **Data**: only what the operator already knows from its own listings and objects
+//!   ([`Source`]); publishing never calls the provider.
+//! - **Size**: an account's servers are spread over `2^k` shards by a stable hash of the
+//!   server id, with `k` the smallest that keeps every shard under [`SHARD_TARGET`] bytes
+//!   (JSON), far below the apiserver's ~1.5 MB object limit. A server lists at most
+//!   [`MAX_ITEMS`] items (`itemsOmitted` counts the rest), so one server can never outgrow
+//!   a shard. 2,000 servers × (5 snapshots + 10 backups) with typical names are ~6 MB in all:
+//!   32 shards of ~190 KB.
+//! - **Writes**: a shard is written only when its content changed — listing times aside,
+//!   which alone refresh it at most every [`REFRESH`] — and an account is looked at every
+//!   [`INTERVAL`], so a burst of changes costs one write per changed shard per interval. A
+//!   settled fleet costs `shards / REFRESH` writes (32 per 30 minutes for 2,000 servers).
+//! - **Reads**: nothing is watched or cached. After a start, each shard is read once (a GET)
+//!   to learn what is already published, so a restart rewrites nothing that is current.
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, Resource};
+use serde_json::json;
+
+use crate::api::{ServerOccupancyStatus, VpsOccupancy, VpsOccupancyStatus, VpsProvider};
+
+/// Field manager of every write.
+pub const MANAGER: &str = "vpsnap-occupancy";
+/// How often accounts are looked at (the debounce: changes within it share one write).
+pub const INTERVAL: Duration = Duration::from_secs(5);
+/// How stale published listing times may get before a shard is rewritten for them alone.
+pub const REFRESH: Duration = Duration::from_secs(30 * 60);
+/// Aim for shards at most this large (serialised JSON).
+pub const SHARD_TARGET: usize = 256 * 1024;
+/// Items listed per server and class; the rest are counted in `itemsOmitted`.
+pub const MAX_ITEMS: usize = 100;
+/// Shards per account at most (2^10).
+const MAX_SHARD_BITS: u32 = 10;
+
+/// One provider account.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Account {
+    pub namespace: String,
+    pub name: String,
+    /// The VpsProvider's UID: its occupancy objects are owned by it and go with it.
+    pub uid: String,
+}
+
+/// Where the occupancy comes from: the operator's own index of servers. Plain data, so the
+/// publisher is tested without a cluster.
+pub trait Source: Send + Sync {
+    fn accounts(&self) -> Vec<Account>;
+    /// Every server and class of `account` the operator knows.
+    fn occupancy(&self, account: &Account) -> Vec<ServerOccupancyStatus>;
+}
+
+/// One shard's content, ready to publish.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shard {
+    pub index: u32,
+    pub of: u32,
+    pub servers: Vec<ServerOccupancyStatus>,
+}
+
+/// Object name of shard `index` of `provider`.
+pub fn shard_name(provider: &str, index: u32) -> String {
+    let prefix: String = provider.chars().take(240).collect();
+    format!("{prefix}-{index}")
+}
+
+/// Caps `entry.items` at [`MAX_ITEMS`], keeping what matters most to a reader: declared,
+/// blocking and next-evicted items before the oldest foreign ones.
+pub fn bound(mut entry: ServerOccupancyStatus) -> ServerOccupancyStatus {
+    if entry.items.len() <= MAX_ITEMS {
+        return entry;
+    }
+    let keep_first = |i: &crate::api::Occupant| {
+        i.owner == crate::api::OwnerKind::Declared || entry.next_evictions.contains(&i.id)
+    };
+    let (mut first, rest): (Vec<_>, Vec<_>) = entry.items.drain(..).partition(keep_first);
+    first.truncate(MAX_ITEMS);
+    let room = MAX_ITEMS - first.len();
+    // The newest of the rest: the oldest foreign snapshots change least and say least.
+    let skip = rest.len().saturating_sub(room);
+    first.extend(rest.into_iter().skip(skip));
+    first.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    entry.items_omitted += (entry.used as usize).saturating_sub(first.len()) as i64;
+    entry.items = first;
+    entry
+}
+
+fn server_hash(server: i64) -> u64 {
+    // FNV-1a over the id's bytes: stable across processes and versions (the std hasher is not).
+    server
+        .to_le_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
+fn size(entry: &ServerOccupancyStatus) -> usize {
+    serde_json::to_vec(entry).map_or(0, |v| v.len() + 1)
+}
+
+/// Spreads an account's entries over the fewest shards (a power of two) that keeps each
+/// under [`SHARD_TARGET`]; servers sorted by id within a shard. Always at least one shard,
+/// so an account with no servers publishes an empty one (the reader then knows it is known).
+pub fn plan(entries: Vec<ServerOccupancyStatus>) -> Vec<Shard> {
+    let entries: Vec<(usize, ServerOccupancyStatus)> = entries
+        .into_iter()
+        .map(bound)
+        .map(|e| (size(&e), e))
+        .collect();
+    let total: usize = entries.iter().map(|(s, _)| s).sum();
+    let mut bits = 0;
+    while (1usize << bits) * SHARD_TARGET < total && bits < MAX_SHARD_BITS {
+        bits += 1;
+    }
+    loop {
+        let of = 1u32 << bits;
+        let mut sizes = vec![0usize; of as usize];
+        for (s, e) in &entries {
+            sizes[(server_hash(e.server_id) % u64::from(of)) as usize] += s;
+        }
+        // An unlucky hash can pile up servers: split further while a shard is twice the aim.
+        if sizes.iter().all(|s| *s <= 2 * SHARD_TARGET) || bits >= MAX_SHARD_BITS {
+            let mut shards: Vec<Shard> = (0..of)
+                .map(|index| Shard {
+                    index,
+                    of,
+                    servers: Vec::new(),
+                })
+                .collect();
+            for (_, e) in entries {
+                shards[(server_hash(e.server_id) % u64::from(of)) as usize]
+                    .servers
+                    .push(e);
+            }
+            for s in &mut shards {
+                s.servers.sort_by_key(|e| (e.server_id, e.class));
+            }
+            return shards;
+        }
+        bits += 1;
+    }
+}
+
+/// What a shard says, listing times aside: equal digests need no write.
+pub fn digest(shard: &Shard) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    shard.of.hash(&mut h);
+    for e in &shard.servers {
+        let mut e = e.clone();
+        e.listed_at = None;
+        serde_json::to_string(&e).unwrap_or_default().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The newest listing time in the shard.
+fn newest_listing(shard: &Shard) -> Option<Timestamp> {
+    shard
+        .servers
+        .iter()
+        .filter_map(|e| e.listed_at.as_deref()?.parse::<Timestamp>().ok())
+        .max()
+}
+
+/// What was last published for one shard.
+#[derive(Clone, Debug, PartialEq)]
+struct Published {
+    digest: u64,
+    at: Timestamp,
+    /// The shard count in the object's spec.
+    of: u32,
+}
+
+/// Whether a shard must be written now.
+fn due(shard: &Shard, last: Option<&Published>, now: Timestamp) -> bool {
+    let Some(last) = last else { return true };
+    if last.digest != digest(shard) {
+        return true;
+    }
+    // Same content: refresh only for listing times that moved and a copy that is old.
+    let stale = now.duration_since(last.at).as_secs() >= REFRESH.as_secs() as i64;
+    stale && newest_listing(shard).is_some_and(|t| t > last.at)
+}
+
+fn status(shard: &Shard, now: Timestamp) -> VpsOccupancyStatus {
+    let servers: std::collections::BTreeSet<i64> =
+        shard.servers.iter().map(|e| e.server_id).collect();
+    VpsOccupancyStatus {
+        published_at: Some(now.to_string()),
+        server_count: servers.len() as i64,
+        full: shard.servers.iter().filter(|e| e.used >= e.limit).count() as i64,
+        servers: shard.servers.clone(),
+    }
+}
+
+/// Publishes every account of `source` until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    source: Arc<dyn Source>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut publisher = Publisher::new(client);
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        let accounts = source.accounts();
+        publisher.retain(&accounts);
+        for account in accounts {
+            let entries = source.occupancy(&account);
+            if let Err(e) = publisher.publish(&account, plan(entries)).await {
+                tracing::warn!(provider = %account.name, namespace = %account.namespace, error = %e, "could not publish occupancy");
+            }
+        }
+    }
+}
+
+/// Writes shards, remembering what it wrote (never reading it back except once per shard
+/// after a start).
+pub struct Publisher {
+    client: Client,
+    /// Per account: per shard index, what is published.
+    known: HashMap<Account, BTreeMap<u32, Option<Published>>>,
+}
+
+impl Publisher {
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            known: HashMap::new(),
+        }
+    }
+
+    /// Publishes `shards` of `account`: writes what changed, deletes shards no longer used.
+    pub async fn publish(
+        &mut self,
+        account: &Account,
+        shards: Vec<Shard>,
+    ) -> Result<usize, kube::Error> {
+        let api: Api<VpsOccupancy> = Api::namespaced(self.client.clone(), &account.namespace);
+        let now = Timestamp::now();
+        let mut writes = 0;
+        let known = self.known.entry(account.clone()).or_default();
+        for shard in &shards {
+            let name = shard_name(&account.name, shard.index);
+            if let std::collections::btree_map::Entry::Vacant(slot) = known.entry(shard.index) {
+                // First look after a start: what is there already?
+                let existing = api.get_opt(&name).await?;
+                slot.insert(existing.map(|o| seen(&o, now)));
+            }
+            let last = known.get(&shard.index).cloned().flatten();
+            if !due(shard, last.as_ref(), now) {
+                continue;
+            }
+            // The spec (identity, shard count) is written when the object is new or the
+            // count changed; otherwise only the status.
+            if last.as_ref().is_none_or(|l| l.of != shard.of) {
+                let body = json!({
+                    "apiVersion": VpsOccupancy::api_version(&()),
+                    "kind": VpsOccupancy::kind(&()),
+                    "metadata": {
+                        "name": name,
+                        "labels": {"app.kubernetes.io/managed-by": "vpsnap"},
+                        "ownerReferences": [{
+                            "apiVersion": VpsProvider::api_version(&()),
+                            "kind": VpsProvider::kind(&()),
+                            "name": account.name,
+                            "uid": account.uid,
+                        }],
+                    },
+                    "spec": {"providerRef": {"name": account.name}, "shard": shard.index, "shards": shard.of},
+                });
+                api.patch(
+                    &name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await?;
+                writes += 1;
+            }
+            let body = json!({
+                "apiVersion": VpsOccupancy::api_version(&()),
+                "kind": VpsOccupancy::kind(&()),
+                "status": status(shard, now),
+            });
+            api.patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await?;
+            writes += 1;
+            known.insert(
+                shard.index,
+                Some(Published {
+                    digest: digest(shard),
+                    at: now,
+                    of: shard.of,
+                }),
+            );
+        }
+        // Shards beyond the current count (the account shrank, or its shard count changed).
+        let of = shards.first().map_or(1, |s| s.of);
+        let stale: Vec<u32> = known.keys().copied().filter(|i| *i >= of).collect();
+        for index in stale {
+            match api
+                .delete(
+                    &shard_name(&account.name, index),
+                    &DeleteParams::background(),
+                )
+                .await
+            {
+                Ok(_) => writes += 1,
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+            known.remove(&index);
+        }
+        Ok(writes)
+    }
+
+    /// Forgets accounts that are gone (their objects go with the VpsProvider, by owner
+    /// reference), so memory follows the live accounts.
+    pub fn retain(&mut self, live: &[Account]) {
+        self.known.retain(|a, _| live.contains(a));
+    }
+}
+
+/// What an existing object publishes, as the publisher's own record.
+fn seen(o: &VpsOccupancy, now: Timestamp) -> Published {
+    let st = o.status.clone().unwrap_or_default();
+    let shard = Shard {
+        index: u32::try_from(o.spec.shard).unwrap_or(0),
+        of: u32::try_from(o.spec.shards).unwrap_or(1),
+        servers: st.servers,
+    };
+    Published {
+        digest: digest(&shard),
+        of: shard.of,
+        at: st.published_at.and_then(|t| t.parse().ok()).unwrap_or(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{OccupancyClass, Occupant, OccupantState, OwnerKind};
+    use proptest::prelude::*;
+
+    fn entry(server: i64, class: OccupancyClass, items: usize) -> ServerOccupancyStatus {
+        ServerOccupancyStatus {
+            server_id: server,
+            class,
+            limit: 10,
+            used: items as i64,
+            listed_at: Some("2026-11-23T12:00:00Z".into()),
+            complete: true,
+            items: (0..items)
+                .map(|i| Occupant {
+                    id: format!("{server}{i:03}"),
+                    label: Some(format!("nightly-{server}-20261123-0200{i:02}")),
+                    provider_status: Some("active".into()),
+                    state: OccupantState::Completed,
+                    created_at: Some(format!("2026-11-{:02}T02:00:00Z", 1 + i % 28)),
+                    owner: if i % 3 == 0 {
+                        OwnerKind::Foreign
+                    } else {
+                        OwnerKind::Declared
+                    },
+                    object: (i % 3 != 0).then(|| format!("nightly-{server}-20261123-0200{i:02}")),
+                    pinned: false,
+                    evictable: i % 2 == 0,
+                })
+                .collect(),
+            next_evictions: vec![format!("{server}001")],
+            ..Default::default()
+        }
+    }
+
+    fn fleet(servers: i64) -> Vec<ServerOccupancyStatus> {
+        (0..servers)
+            .flat_map(|s| {
+                [
+                    entry(5_000_000 + s, OccupancyClass::Snapshot, 5),
+                    entry(5_000_000 + s, OccupancyClass::Backup, 10),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_thousand_servers_fit_in_bounded_shards() {
+        let shards = plan(fleet(2000));
+        let of = shards[0].of;
+        assert!(of.is_power_of_two() && shards.len() == of as usize);
+        let mut servers = 0;
+        for s in &shards {
+            let bytes = serde_json::to_vec(&status(s, Timestamp::UNIX_EPOCH))
+                .unwrap()
+                .len();
+            assert!(
+                bytes <= 2 * SHARD_TARGET,
+                "shard {} is {bytes} bytes",
+                s.index
+            );
+            assert!(bytes < 1_000_000, "far below the apiserver's object limit");
+            servers += s.servers.len();
+        }
+        assert_eq!(servers, 4000, "every server and class is published once");
+        eprintln!("2,000 servers × 15 items: {of} shards");
+    }
+
+    #[test]
+    fn a_small_account_is_one_shard_and_an_empty_one_still_publishes() {
+        let shards = plan(fleet(3));
+        assert_eq!(shards.len(), 1);
+        assert_eq!(shards[0].servers.len(), 6);
+        let empty = plan(Vec::new());
+        assert_eq!(
+            empty,
+            vec![Shard {
+                index: 0,
+                of: 1,
+                servers: vec![]
+            }]
+        );
+    }
+
+    #[test]
+    fn a_huge_server_is_bounded_and_keeps_what_matters() {
+        let mut big = entry(7, OccupancyClass::Snapshot, 500);
+        big.used = 500;
+        big.next_evictions = vec!["7000".into()]; // a foreign one, oldest: kept anyway
+        let bounded = bound(big);
+        assert_eq!(bounded.items.len(), MAX_ITEMS);
+        assert_eq!(bounded.items_omitted, 400);
+        assert!(bounded.items.iter().any(|i| i.id == "7000"));
+        assert_eq!(
+            bounded
+                .items
+                .iter()
+                .filter(|i| i.owner == OwnerKind::Declared)
+                .count(),
+            MAX_ITEMS - 1,
+            "declared items come first"
+        );
+        let shards = plan(vec![bounded]);
+        assert_eq!(shards.len(), 1);
+    }
+
+    #[test]
+    fn listing_times_alone_do_not_rewrite_until_the_refresh() {
+        let now: Timestamp = "2026-11-23T12:00:00Z".parse().unwrap();
+        let shard = plan(fleet(2)).remove(0);
+        assert!(due(&shard, None, now), "never published: write");
+        let last = Published {
+            digest: digest(&shard),
+            at: now,
+            of: shard.of,
+        };
+        let mut relisted = shard.clone();
+        for e in &mut relisted.servers {
+            e.listed_at = Some("2026-11-23T12:10:00Z".into());
+        }
+        let later: Timestamp = "2026-11-23T12:10:00Z".parse().unwrap();
+        assert!(
+            !due(&relisted, Some(&last), later),
+            "only listing times moved"
+        );
+        let much_later: Timestamp = "2026-11-23T12:31:00Z".parse().unwrap();
+        assert!(
+            due(&relisted, Some(&last), much_later),
+            "refresh after REFRESH"
+        );
+        assert!(
+            !due(&shard, Some(&last), much_later),
+            "nothing newer to say"
+        );
+        let mut changed = shard.clone();
+        changed.servers[0].items.pop();
+        assert!(due(&changed, Some(&last), later), "content changed: write");
+    }
+
+    #[test]
+    fn shard_names_are_short_enough() {
+        assert_eq!(shard_name("acct", 3), "acct-3");
+        assert!(shard_name(&"p".repeat(253), 1023).len() <= 253);
+    }
+
+    proptest! {
+        /// A server always lands in the same shard (both classes together) for a given count.
+        #[test]
+        fn placement_is_stable(servers in proptest::collection::btree_set(1i64..10_000_000, 1..300)) {
+            let entries: Vec<_> = servers.iter().flat_map(|s| [entry(*s, OccupancyClass::Snapshot, 2), entry(*s, OccupancyClass::Backup, 2)]).collect();
+            let a = plan(entries.clone());
+            let mut reversed = entries;
+            reversed.reverse();
+            prop_assert_eq!(&a, &plan(reversed));
+            for shard in &a {
+                for e in &shard.servers {
+                    prop_assert_eq!(server_hash(e.server_id) % u64::from(shard.of), u64::from(shard.index));
+                }
+            }
+        }
+    }
+}
