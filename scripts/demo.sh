@@ -22,10 +22,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "==> building vpsnap"
-cargo build --quiet --bin vpsnap
-vpsnap=target/debug/vpsnap
-[ -n "${CARGO_TARGET_DIR:-}" ] && vpsnap="$CARGO_TARGET_DIR/debug/vpsnap"
+echo "==> building vpsnap and the kubectl plugin"
+cargo build --quiet --bin vpsnap --bin kubectl-vpsnap
+target=${CARGO_TARGET_DIR:-target}
+vpsnap=$target/debug/vpsnap
+# kubectl finds plugins on PATH as kubectl-<name>.
+plugin_dir=$(cd "$target/debug" && pwd)
 
 echo "==> starting the control plane (first run builds it: ~15-25 min, cached afterwards)"
 kubeconfig=$(scripts/control-plane.sh up "$state/cluster")
@@ -63,10 +65,19 @@ kubectl get vpsproviders,vpssnapshots,vpsbackups,vpssnapshotschedules,vpsrestore
 cat <<MSG
 
 vpsnap is running. In another shell:
-  export KUBECONFIG=$kubeconfig
-  $bin/kubectl get vpss -w              # snapshots (also: vpsb, vpsp, events)
+  export KUBECONFIG=$kubeconfig PATH=$bin:$plugin_dir:\$PATH
+  kubectl get vpss -w                   # snapshots (also: vpsb, vpsp, vpso, events)
   curl -s 127.0.0.1:$sim_port/_sim/state   # what the simulated provider holds
   curl -s 127.0.0.1:$metrics_port/metrics  # operator metrics
+
+The kubectl plugin (kubectl vpsnap --help for more):
+  kubectl vpsnap snapshot 12345 --provider vps-rest --pin --wait
+  kubectl vpsnap servers                # what fills each server, what GC evicts next
+  kubectl vpsnap servers --server 12345
+  kubectl vpsnap why vpss/pre-upgrade   # conditions, Events, plan, next step
+  kubectl vpsnap run nightly --wait     # one schedule run now
+  kubectl vpsnap retention nightly      # what retention keeps, by which rule
+  kubectl vpsnap restore 12345 --from-snapshot pre-upgrade --safety-snapshot
 Press Ctrl-C to stop everything.
 MSG
 wait "${pids[@]}"

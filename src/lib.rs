@@ -7,6 +7,7 @@ pub mod api;
 pub mod bench;
 pub mod controller;
 pub mod plan;
+pub mod plugin;
 pub mod provider;
 pub mod sim;
 pub mod telemetry;
