@@ -141,41 +141,29 @@ pub trait RestorePointObject:
     fn evictable(&self) -> bool;
 }
 
-impl RestorePointObject for VpsSnapshot {
-    fn point_status(&self) -> Option<&RestorePointStatus> {
-        self.status.as_ref()
-    }
-    fn provider_name(&self) -> &str {
-        &self.spec.provider_ref.name
-    }
-    fn server_id(&self) -> i64 {
-        self.spec.server_id
-    }
-    fn pinned(&self) -> bool {
-        self.spec.pinned
-    }
-    fn evictable(&self) -> bool {
-        self.spec.evictable
-    }
+/// Both kinds share their spec fields and status; one impl each, spelled once.
+macro_rules! restore_point_object {
+    ($($kind:ty),*) => {$(
+        impl RestorePointObject for $kind {
+            fn point_status(&self) -> Option<&RestorePointStatus> {
+                self.status.as_ref()
+            }
+            fn provider_name(&self) -> &str {
+                &self.spec.provider_ref.name
+            }
+            fn server_id(&self) -> i64 {
+                self.spec.server_id
+            }
+            fn pinned(&self) -> bool {
+                self.spec.pinned
+            }
+            fn evictable(&self) -> bool {
+                self.spec.evictable
+            }
+        }
+    )*};
 }
-
-impl RestorePointObject for VpsBackup {
-    fn point_status(&self) -> Option<&RestorePointStatus> {
-        self.status.as_ref()
-    }
-    fn provider_name(&self) -> &str {
-        &self.spec.provider_ref.name
-    }
-    fn server_id(&self) -> i64 {
-        self.spec.server_id
-    }
-    fn pinned(&self) -> bool {
-        self.spec.pinned
-    }
-    fn evictable(&self) -> bool {
-        self.spec.evictable
-    }
-}
+restore_point_object!(VpsSnapshot, VpsBackup);
 
 /// Reasons a VpsSnapshot/VpsBackup does not get past by itself (the Argo CD health checks
 /// call the same ones Degraded).

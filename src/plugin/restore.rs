@@ -318,55 +318,33 @@ async fn newer_points(
     server: i64,
     since: Option<&str>,
 ) -> Result<Vec<String>, CliError> {
-    let since = since.and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    let mut out = Vec::new();
-    let snaps = ctx.api::<VpsSnapshot>().list(&Default::default()).await;
-    let backups = ctx.api::<VpsBackup>().list(&Default::default()).await;
-    let mut add = |kind: Kind, name: String, p: &str, s: i64, created: Option<&str>| {
-        let created_ts = created.and_then(|t| t.parse::<jiff::Timestamp>().ok());
-        if p == provider
-            && s == server
-            && since.is_some_and(|since| created_ts.is_some_and(|c| c > since))
-        {
-            out.push(format!(
-                "{}/{name} ({})",
-                kind.resource(),
-                created.unwrap_or("-")
-            ));
-        }
+    let Some(since) = since.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
+        return Ok(Vec::new());
     };
-    // Listing is a courtesy for the preview: a Role without list on one kind still restores.
-    if let Ok(list) = snaps {
-        for o in list {
-            let created = o
-                .status
-                .as_ref()
-                .and_then(|s| s.provider_created_at.clone());
-            add(
-                Kind::Snapshot,
-                o.name_any(),
-                &o.spec.provider_ref.name,
-                o.spec.server_id,
-                created.as_deref(),
-            );
-        }
-    }
-    if let Ok(list) = backups {
-        for o in list {
-            let created = o
-                .status
-                .as_ref()
-                .and_then(|s| s.provider_created_at.clone());
-            add(
-                Kind::Backup,
-                o.name_any(),
-                &o.spec.provider_ref.name,
-                o.spec.server_id,
-                created.as_deref(),
-            );
-        }
-    }
+    let mut out = newer_of::<VpsSnapshot>(ctx, Kind::Snapshot, provider, server, since).await;
+    out.extend(newer_of::<VpsBackup>(ctx, Kind::Backup, provider, server, since).await);
     Ok(out)
+}
+
+async fn newer_of<K: RestorePointObject>(
+    ctx: &Ctx,
+    kind: Kind,
+    provider: &str,
+    server: i64,
+    since: jiff::Timestamp,
+) -> Vec<String> {
+    // A courtesy for the preview: a Role without list on one kind still restores.
+    let Ok(list) = ctx.api::<K>().list(&Default::default()).await else {
+        return Vec::new();
+    };
+    list.into_iter()
+        .filter(|o| o.provider_name() == provider && o.server_id() == server)
+        .filter_map(|o| {
+            let created = o.point_status()?.provider_created_at.clone()?;
+            let newer = created.parse::<jiff::Timestamp>().is_ok_and(|c| c > since);
+            newer.then(|| format!("{}/{} ({created})", kind.resource(), o.name_any()))
+        })
+        .collect()
 }
 
 fn preview(args: &RestoreArgs, provider: &str, source: &Source, newer: &[String]) -> String {
