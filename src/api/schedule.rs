@@ -151,7 +151,7 @@ pub struct ServerRetention {
     pub server_id: i64,
     /// Children kept, oldest first, each with the rules that keep it.
     pub kept: Vec<KeptChild>,
-    /// Children that go next (past retention), oldest first.
+    /// Children kept now that the next run pushes out of retention, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub next_to_prune: Vec<String>,
 }

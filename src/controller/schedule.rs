@@ -201,7 +201,8 @@ async fn run<K: RestorePoint>(
                     rules: rules.iter().map(|r| (*r).to_owned()).collect(),
                 })
                 .collect(),
-            next_to_prune: retention::evict_for_room(
+            // What the next run pushes out, so `kubectl vpsnap retention` can say it.
+            next_to_prune: retention::next_to_go(
                 &children
                     .iter()
                     .filter(|c| {
@@ -214,7 +215,6 @@ async fn run<K: RestorePoint>(
                 &policy,
                 now,
                 &tz,
-                1,
             ),
         })
         .collect();

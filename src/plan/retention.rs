@@ -144,6 +144,37 @@ pub fn evict_for_room(
         .collect()
 }
 
+/// What one more Ready child at `at` would push out: the children `plan` keeps now (at `at`)
+/// and prunes once that child exists, oldest first. This is what "goes next" on the next run.
+/// Children retention already prunes are not listed (they go now), nor anything pinned or in
+/// progress.
+#[must_use]
+pub fn next_to_go(
+    items: &[Item],
+    policy: &RetentionPolicy,
+    at: Timestamp,
+    tz: &TimeZone,
+) -> Vec<String> {
+    // A key no child has: the largest string sorts last among equal times.
+    let probe = format!(
+        "{}\u{10FFFF}",
+        items.iter().map(|i| i.key.as_str()).max().unwrap_or("")
+    );
+    let now = plan(items, policy, at, tz);
+    let mut with_next = items.to_vec();
+    with_next.push(Item {
+        key: probe.clone(),
+        created_at: at,
+        state: ItemState::Ready,
+        pinned: false,
+    });
+    plan(&with_next, policy, at, tz)
+        .prune
+        .into_iter()
+        .filter(|k| *k != probe && now.keep.iter().any(|(kept, _)| kept == k))
+        .collect()
+}
+
 #[derive(Clone, Copy)]
 enum Period {
     Hourly,
@@ -792,6 +823,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn next_to_go_is_what_one_more_child_pushes_out() {
+        let items = may_dailies();
+        let keep3 = RetentionPolicy {
+            keep_last: Some(3),
+            ..Default::default()
+        };
+        // d29..d31 are kept; a new child pushes d29 out. d01..d28 go now, not "next".
+        assert_eq!(next_to_go(&items, &keep3, ts(NOW), &utc()), vec!["d29"]);
+        let daily = RetentionPolicy {
+            daily: Some(2),
+            ..Default::default()
+        };
+        // A child on June 1 takes a day slot: May 30 goes next.
+        assert_eq!(next_to_go(&items, &daily, ts(NOW), &utc()), vec!["d30"]);
+        // A second child on the same day as the newest replaces it in its bucket.
+        let same_day = [item("a", "2024-06-01T00:00:00Z", Ready)];
+        assert_eq!(
+            next_to_go(&same_day, &daily, ts("2024-06-01T12:00:00Z"), &utc()),
+            vec!["a"]
+        );
+        assert!(next_to_go(&items, &RetentionPolicy::default(), ts(NOW), &utc()).is_empty());
+        assert!(next_to_go(&[], &keep3, ts(NOW), &utc()).is_empty());
+    }
+
     // ---- property tests -------------------------------------------------------------
 
     fn arb_item(index: usize) -> impl Strategy<Value = Item> {
@@ -987,6 +1043,22 @@ mod tests {
                     .filter(|i| i.state == Ready && year(i.created_at) == year(kept.created_at))
                     .max_by_key(|i| sort_key(i)).unwrap();
                 prop_assert_eq!(&newest.key, &kept.key);
+            }
+        }
+
+        #[test]
+        fn next_to_go_only_names_kept_unprotected_children(
+            items in arb_items(), policy in arb_policy(), zone in arb_zone(),
+        ) {
+            let kept: BTreeSet<String> = plan(&items, &policy, now(), &zone).keep.into_iter().map(|(k, _)| k).collect();
+            let next = next_to_go(&items, &policy, now(), &zone);
+            for k in &next {
+                let i = items.iter().find(|i| &i.key == k).unwrap();
+                prop_assert!(kept.contains(k), "{} goes next but is not kept now", k);
+                prop_assert!(!i.pinned && i.state != InProgress);
+            }
+            if policy.is_empty() {
+                prop_assert!(next.is_empty());
             }
         }
 
