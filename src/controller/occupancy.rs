@@ -8,8 +8,8 @@
 //!   server id, with `k` the smallest that keeps every shard under [`SHARD_TARGET`] bytes
 //!   (JSON), far below the apiserver's ~1.5 MB object limit. A server lists at most
 //!   [`MAX_ITEMS`] items (`itemsOmitted` counts the rest), so one server can never outgrow
-//!   a shard. 2,000 servers × (5 snapshots + 10 backups) with typical names are ~6 MB in all:
-//!   32 shards of ~190 KB.
+//!   a shard. 2,000 servers × (5 snapshots + 10 backups) with typical names are ~6.2 MiB in all:
+//!   32 shards of ~200 KiB (measured by a unit test).
 //! - **Writes**: a shard is written only when its content changed — listing times aside,
 //!   which alone refresh it at most every [`REFRESH`] — and an account is looked at every
 //!   [`INTERVAL`], so a burst of changes costs one write per changed shard per interval. A
@@ -411,10 +411,13 @@ mod tests {
         let of = shards[0].of;
         assert!(of.is_power_of_two() && shards.len() == of as usize);
         let mut servers = 0;
+        let (mut total, mut largest) = (0, 0);
         for s in &shards {
             let bytes = serde_json::to_vec(&status(s, Timestamp::UNIX_EPOCH))
                 .unwrap()
                 .len();
+            total += bytes;
+            largest = largest.max(bytes);
             assert!(
                 bytes <= 2 * SHARD_TARGET,
                 "shard {} is {bytes} bytes",
@@ -424,7 +427,11 @@ mod tests {
             servers += s.servers.len();
         }
         assert_eq!(servers, 4000, "every server and class is published once");
-        eprintln!("2,000 servers × 15 items: {of} shards");
+        eprintln!(
+            "2,000 servers × 15 items: {of} shards, {} KiB in all, largest {} KiB",
+            total / 1024,
+            largest / 1024
+        );
     }
 
     #[test]
