@@ -504,6 +504,18 @@ async fn run_makes_one_child_per_server_even_when_the_annotation_is_reapplied() 
         run.stdout.contains("keepLast 3") && run.stdout.contains("newest-ready, keep-last"),
         "{run:?}"
     );
+
+    // Without --wait the command still reports the operator's answer: a new value, a new run.
+    let run = plugin(&kc, &ns, &["run", "nightly", "-o", "json"], None).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let out = run.json();
+    assert_ne!(out["token"].as_str(), Some(token.as_str()), "{out}");
+    assert_eq!(out["answer"]["outcome"], "Ran", "{out}");
+    assert_eq!(
+        out["answer"]["children"].as_array().unwrap().len(),
+        2,
+        "{out}"
+    );
     w.stop().await;
 }
 

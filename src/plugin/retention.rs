@@ -163,7 +163,7 @@ fn render(out: &Outcome, info: &BTreeMap<String, ChildInfo>, now: jiff::Timestam
                 output::or_dash(i.map(|i| i.phase.clone())),
                 output::age(i.and_then(|i| i.created.as_deref()), now),
                 format!("goes next (#{})", n + 1),
-                "no rule keeps it once room is needed".into(),
+                "the next run pushes it out of every rule".into(),
             ]);
         }
         for line in t.render().lines() {

@@ -20,11 +20,15 @@ use crate::api::{
     VpsSnapshot, VpsSnapshotSchedule,
 };
 
+/// How long `run` without `--wait` waits for the operator to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The VpsSnapshotSchedule to run.
     pub schedule: String,
-    /// Wait for the operator to take the request and for every child to be Ready.
+    /// Also wait for every child to be Ready (without it: only for the operator's answer,
+    /// at most a minute).
     #[arg(long, short = 'w')]
     pub wait: bool,
     /// How long --wait waits, e.g. 10m.
@@ -78,32 +82,23 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<Exit, CliError> {
         .await
         .map_err(|e| CliError::kube(&format!("annotate vpssnapshotschedule/{name}"), e))?;
     let label = format!("vpssnapshotschedule/{name}");
-    if !args.wait {
-        let out = Outcome {
-            schedule: name.clone(),
-            token: token.clone(),
-            answer: None,
-            children: Vec::new(),
-        };
-        emit(ctx.format, &out, || {
-            format!(
-                "run requested ({RUN_REQUESTED_ANNOTATION}={token}); the operator makes one child per server.\n\
-                 See the result: kubectl vpsnap why {label}\n"
-            )
-        })?;
-        return Ok(Exit::Ok);
-    }
-
     let started = Instant::now();
+    // The operator's answer says what the run made (or why it did not run); without --wait
+    // that is all we wait for, and not long.
+    let answer_timeout = if args.wait {
+        args.timeout
+    } else {
+        args.timeout.min(ANSWER_TIMEOUT)
+    };
     eprintln!(
-        "run requested ({token}); waiting for the operator (up to {})",
-        wait::humanize(args.timeout)
+        "run requested ({RUN_REQUESTED_ANNOTATION}={token}); waiting for the operator's answer (up to {})",
+        wait::humanize(answer_timeout)
     );
     let answer = wait::until(
         &api,
         &label,
         &name,
-        args.timeout,
+        answer_timeout,
         |s: &VpsSnapshotSchedule| match s
             .status
             .as_ref()
@@ -125,6 +120,21 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<Exit, CliError> {
             format!("not run: {}\n", answer.message)
         })?;
         return Ok(Exit::Failed);
+    }
+    if !args.wait {
+        let out = Outcome {
+            schedule: name,
+            token,
+            answer: Some(answer.clone()),
+            children: Vec::new(),
+        };
+        emit(ctx.format, &out, || {
+            format!(
+                "{}\nFollow the children: kubectl get vpss,vpsb -l vpsnap.dev/schedule={}\n",
+                answer.message, out.schedule
+            )
+        })?;
+        return Ok(Exit::Ok);
     }
     if !answer.skipped_servers.is_empty() {
         eprintln!(

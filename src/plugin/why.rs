@@ -260,7 +260,7 @@ async fn restore_point<K: RestorePointObject>(
                         )
                     } else if let Some(n) = p.next_to_prune.iter().position(|k| k == &name) {
                         format!(
-                            "Schedule {} prunes it next (#{}) once room is needed.",
+                            "Schedule {} prunes it at its next run (#{} to go).",
                             owner.name,
                             n + 1
                         )
