@@ -229,6 +229,13 @@ async fn snapshot_now_waits_for_ready_and_prints_the_provider_id() {
         run.stdout.contains(&format!("--from-snapshot {name}")),
         "{run:?}"
     );
+    let run = plugin(&kc, &ns, &["why", "vpsp/acct"], None).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("Limits: 5 snapshots and 10 backups per server."),
+        "{run:?}"
+    );
     w.stop().await;
 }
 
@@ -389,6 +396,12 @@ async fn restore_refuses_without_confirmation_and_runs_once_with_it() {
         1,
         "exactly one restore call: {:?}",
         w.sim.record().restores
+    );
+    let run = plugin(&kc, &ns, &["why", "vpsr/back"], None).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("it is never sent again") && run.stdout.contains("Succeeded"),
+        "{run:?}"
     );
     w.stop().await;
 }
