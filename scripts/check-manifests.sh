@@ -175,7 +175,7 @@ SAR
   for kind in vpsproviders vpssnapshotschedules vpsrestores; do
     can false $sa vpsnap.dev $kind create fleet; can false $sa vpsnap.dev $kind delete fleet
   done
-  for verb in get create patch delete; do can true $sa vpsnap.dev vpsoccupancies $verb fleet; done
+  for verb in get list create patch delete; do can true $sa vpsnap.dev vpsoccupancies $verb fleet; done
   can true $sa vpsnap.dev vpsoccupancies/status patch fleet
   can false $sa vpsnap.dev vpsoccupancies watch fleet
   for verb in get list watch; do can true $sa "" secrets $verb fleet; done

@@ -537,7 +537,7 @@ async fn run_makes_one_child_per_server_even_when_the_annotation_is_reapplied() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_shows_published_occupancy_with_foreign_snapshots_and_the_next_eviction() {
     use vpsnap::api::{OccupancyClass, Occupant, OccupantState, OwnerKind, ServerOccupancyStatus};
-    use vpsnap::controller::occupancy::{Account, Publisher, plan};
+    use vpsnap::controller::occupancy::{Account, Publisher, Shard, plan};
     let client = client().await;
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "plug-servers").await;
@@ -592,38 +592,55 @@ async fn servers_shows_published_occupancy_with_foreign_snapshots_and_the_next_e
         name: "acct".into(),
         uid,
     };
+    // An earlier process published two shards ...
     let mut publisher = Publisher::new(client.clone());
-    let shards = plan(vec![full.clone(), roomy]);
+    let two = vec![
+        Shard {
+            index: 0,
+            of: 2,
+            servers: vec![full.clone()],
+        },
+        Shard {
+            index: 1,
+            of: 2,
+            servers: vec![roomy.clone()],
+        },
+    ];
     assert_eq!(
-        publisher.publish(&account, shards.clone()).await.unwrap(),
-        2,
-        "create: spec + status"
+        publisher.publish(&account, two).await.unwrap(),
+        4,
+        "two new shards: spec + status each"
+    );
+    // ... a new one needs one: it rewrites shard 0 (its count changed) and removes shard 1.
+    let shards = plan(vec![full.clone(), roomy.clone()]);
+    assert_eq!(shards.len(), 1);
+    let mut restarted = Publisher::new(client.clone());
+    assert_eq!(
+        restarted.publish(&account, shards.clone()).await.unwrap(),
+        3,
+        "spec + status of shard 0, delete of shard 1"
     );
     assert_eq!(
-        publisher.publish(&account, shards).await.unwrap(),
+        restarted.publish(&account, shards.clone()).await.unwrap(),
         0,
         "unchanged: no write"
     );
-    // A new process reads what is there and rewrites nothing current.
-    let mut restarted = Publisher::new(client.clone());
+    let mut again = Publisher::new(client.clone());
     assert_eq!(
-        restarted
-            .publish(
-                &account,
-                plan(vec![
-                    full.clone(),
-                    ServerOccupancyStatus {
-                        server_id: 741,
-                        limit: 3,
-                        complete: true,
-                        ..Default::default()
-                    }
-                ])
-            )
-            .await
-            .unwrap(),
-        0
+        again.publish(&account, shards).await.unwrap(),
+        0,
+        "a restart rewrites nothing current"
     );
+    let names: Vec<String> = ns
+        .api::<vpsnap::api::VpsOccupancy>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .collect();
+    assert_eq!(names, vec!["acct-0"]);
 
     let run = plugin(&kc, &ns.name, &["servers"], None).await;
     assert_eq!(run.code, 0, "{run:?}");

@@ -14,8 +14,9 @@
 //!   which alone refresh it at most every [`REFRESH`] — and an account is looked at every
 //!   [`INTERVAL`], so a burst of changes costs one write per changed shard per interval. A
 //!   settled fleet costs `shards / REFRESH` writes (32 per 30 minutes for 2,000 servers).
-//! - **Reads**: nothing is watched or cached. After a start, each shard is read once (a GET)
-//!   to learn what is already published, so a restart rewrites nothing that is current.
+//! - **Reads**: nothing is watched or cached. After a start, the namespace's occupancy
+//!   objects are listed once per account to learn what is already published, so a restart
+//!   rewrites nothing that is current and removes shards of an older shard count.
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -232,7 +233,7 @@ pub async fn run(
     }
 }
 
-/// Writes shards, remembering what it wrote (never reading it back except once per shard
+/// Writes shards, remembering what it wrote (never reading it back except once per account
 /// after a start).
 pub struct Publisher {
     client: Client,
@@ -257,14 +258,23 @@ impl Publisher {
         let api: Api<VpsOccupancy> = Api::namespaced(self.client.clone(), &account.namespace);
         let now = Timestamp::now();
         let mut writes = 0;
+        if !self.known.contains_key(account) {
+            // First look after a start: what is published already (also shards of an older
+            // count, which must go)? One list of the namespace's few occupancy objects.
+            let mut existing = BTreeMap::new();
+            for o in api.list(&Default::default()).await? {
+                if o.spec.provider_ref.name == account.name
+                    && let Ok(index) = u32::try_from(o.spec.shard)
+                    && o.metadata.name.as_deref() == Some(shard_name(&account.name, index).as_str())
+                {
+                    existing.insert(index, Some(seen(&o, now)));
+                }
+            }
+            self.known.insert(account.clone(), existing);
+        }
         let known = self.known.entry(account.clone()).or_default();
         for shard in &shards {
             let name = shard_name(&account.name, shard.index);
-            if let std::collections::btree_map::Entry::Vacant(slot) = known.entry(shard.index) {
-                // First look after a start: what is there already?
-                let existing = api.get_opt(&name).await?;
-                slot.insert(existing.map(|o| seen(&o, now)));
-            }
             let last = known.get(&shard.index).cloned().flatten();
             if !due(shard, last.as_ref(), now) {
                 continue;

@@ -102,10 +102,10 @@ ClusterRole (all namespaces) or the Role (watchNamespace).
   resources: ["vpsproviders/finalizers", "vpssnapshots/finalizers", "vpsbackups/finalizers", "vpssnapshotschedules/finalizers", "vpsrestores/finalizers"]
   verbs: ["update"]
 # Per-server occupancy for `kubectl vpsnap servers`/`why` (VpsOccupancy): written by the
-# operator alone, read once per shard after a start, never watched.
+# operator alone, listed once per account after a start, never watched.
 - apiGroups: ["vpsnap.dev"]
   resources: ["vpsoccupancies"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: ["vpsnap.dev"]
   resources: ["vpsoccupancies/status"]
   verbs: ["patch"]
