@@ -74,6 +74,9 @@ expect_kinds "replicas=2 (PDB)" \
 expect_kinds "serviceMonitor" \
   " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount; 1 kind: ServiceMonitor;" \
   --set serviceMonitor.enabled=true
+expect_kinds "rbac.aggregateToUserRoles (kubectl vpsnap users)" \
+  " 3 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
+  --set rbac.aggregateToUserRoles=true
 expect_kinds "no leader election, no RBAC, no Service" \
   " 1 kind: Deployment;" \
   --set leaderElection.enabled=false --set rbac.create=false --set serviceAccount.create=false \
@@ -128,6 +131,10 @@ if [ $cluster = 1 ]; then
   "$HELM" template scoped "$chart" --namespace vpsnap-scoped --kube-version "$kube_version" \
     --set watchNamespace=tenant-a --set replicas=2 >"$tmp/scoped.yaml"
   k apply --server-side -f "$tmp/scoped.yaml" >"$tmp/apply" 2>&1 || { cat "$tmp/apply"; bad "apply of the watchNamespace rendering"; }
+  # The opt-in user roles (aggregated into view/edit/admin) are valid objects too.
+  "$HELM" template users "$chart" --namespace vpsnap-users --kube-version "$kube_version" \
+    --set rbac.aggregateToUserRoles=true --show-only templates/user-roles.yaml >"$tmp/user-roles.yaml"
+  k apply --server-side --dry-run=server -f "$tmp/user-roles.yaml" >"$tmp/apply" 2>&1 || { cat "$tmp/apply"; bad "apply of rbac.aggregateToUserRoles"; }
   # A real `helm install` (no --wait: no pods ever run here). It checks the chart's kubeVersion
   # against the server's reported version, which an unstamped source build reports as v0.0.0.
   server_version=$(k get --raw /version | python3 -c 'import json,sys; print(json.load(sys.stdin)["gitVersion"])')
