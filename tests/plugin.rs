@@ -93,13 +93,7 @@ async fn plugin_user(client: &kube::Client, ns: &str) -> PathBuf {
         .create(&PostParams::default(), &role)
         .await
         .expect("create the example Role");
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    sas.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "alice"}})).unwrap(),
-    )
-    .await
-    .expect("create ServiceAccount");
+    let kubeconfig = service_account(client, ns, "alice").await;
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
     bindings
         .create(
@@ -113,9 +107,21 @@ async fn plugin_user(client: &kube::Client, ns: &str) -> PathBuf {
         )
         .await
         .expect("bind the Role");
+    kubeconfig
+}
+
+/// A kubeconfig for a new ServiceAccount `name` of `ns` (TokenRequest), bound to nothing.
+async fn service_account(client: &kube::Client, ns: &str, name: &str) -> PathBuf {
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    sas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+    )
+    .await
+    .expect("create ServiceAccount");
     let token = sas
         .create_token_request(
-            "alice",
+            name,
             &PostParams::default(),
             &TokenRequest {
                 spec: Some(TokenRequestSpec {
@@ -133,7 +139,7 @@ async fn plugin_user(client: &kube::Client, ns: &str) -> PathBuf {
     let admin = std::fs::read_to_string(kubeconfig_path()).unwrap();
     let mut kc: serde_yaml::Value = serde_yaml::from_str(&admin).unwrap();
     kc["users"][0]["user"] = serde_yaml::to_value(json!({"token": token})).unwrap();
-    let path = std::env::temp_dir().join(format!("vpsnap-plugin-{ns}.kubeconfig"));
+    let path = std::env::temp_dir().join(format!("vpsnap-plugin-{ns}-{name}.kubeconfig"));
     std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
     path
 }
@@ -668,6 +674,15 @@ async fn servers_shows_published_occupancy_with_foreign_snapshots_and_the_next_e
         "{rows}"
     );
     assert_eq!(standings[1]["nextEviction"], 1, "{rows}");
+    // Someone without the Role: the API refuses, exit 4, and the message says what to ask for.
+    let nobody = service_account(&client, &ns.name, "nobody").await;
+    let run = plugin(&nobody, &ns.name, &["servers"], None).await;
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(
+        run.stderr.contains("forbidden by RBAC")
+            && run.stderr.contains("deploy/rbac/plugin-user.yaml"),
+        "{run:?}"
+    );
     let run = plugin(&kc, &ns.name, &["servers", "--full"], None).await;
     assert!(!run.stdout.contains(" 741 "), "{run:?}");
     ns.delete().await;
