@@ -674,6 +674,23 @@ async fn servers_shows_published_occupancy_with_foreign_snapshots_and_the_next_e
         "{rows}"
     );
     assert_eq!(standings[1]["nextEviction"], 1, "{rows}");
+    // No operator watches this namespace: a wait runs out of time, exit 3.
+    apply(
+        &ns.api::<VpsSnapshotSchedule>(),
+        json!({"metadata": {"name": "unanswered"}, "spec": {
+        "providerRef": {"name": "acct"}, "serverIds": [740], "schedule": "@daily"}}),
+    )
+    .await;
+    let run = plugin(
+        &kc,
+        &ns.name,
+        &["run", "unanswered", "--timeout", "2s"],
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("still not done after 2s"), "{run:?}");
+
     // Someone without the Role: the API refuses, exit 4, and the message says what to ask for.
     let nobody = service_account(&client, &ns.name, "nobody").await;
     let run = plugin(&nobody, &ns.name, &["servers"], None).await;
