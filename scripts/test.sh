@@ -27,7 +27,7 @@ step "generated manifests are in sync"
 scripts/check-manifests.sh
 
 step "cargo test (unit + integration)"
-cargo test --locked --all-targets -- --test-threads "${VPSNAP_TEST_THREADS:-4}"
+cargo test --locked --all-targets --no-fail-fast -- --test-threads "${VPSNAP_TEST_THREADS:-4}"
 
 step "benchmark and chaos smoke runs (figures printed; hard rules enforced)"
 scripts/bench-smoke.sh

@@ -12,7 +12,8 @@ use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use super::context::Context;
-use super::restore_point::{self, RestorePoint};
+use super::snapshot_backup::index::{Index, RestoreUses};
+use super::snapshot_backup::{self, RestorePoint};
 use super::{provider, restore, schedule, watch};
 use crate::api::{
     RestoreKind, VpsBackup, VpsProvider, VpsRestore, VpsSnapshot, VpsSnapshotSchedule,
@@ -148,11 +149,13 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
     // One watch per kind: schedules and restores follow snapshots and backups through the
     // restore-point controllers' caches instead of opening watches of their own (each watch
     // costs the apiserver a copy of every event).
-    let (snapshots, snapshot_reader, [snapshots_for_schedules, snapshots_for_restores]) =
+    let (snapshots, snapshot_index, [snapshots_for_schedules, snapshots_for_restores]) =
         restore_point_controller::<VpsSnapshot, _>(&client, ns, &ctx, cfg.clone(), shutdown());
-    let _ = ctx.snapshots.set(snapshot_reader.clone());
-    let (backups, backup_reader, [backups_for_schedules, backups_for_restores]) =
+    let snapshot_reader = snapshot_index.store().clone();
+    let _ = ctx.snapshots.set(snapshot_index);
+    let (backups, backup_index, [backups_for_schedules, backups_for_restores]) =
         restore_point_controller::<VpsBackup, _>(&client, ns, &ctx, cfg.clone(), shutdown());
+    let backup_reader = backup_index.store().clone();
     let schedules = schedule_controller(
         &client,
         ns,
@@ -169,7 +172,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         (snapshots_for_restores, backups_for_restores),
         shutdown(),
     );
-    let _ = ctx.backups.set(backup_reader.clone());
+    let _ = ctx.backups.set(backup_index);
 
     let readiness = {
         let ready = ready.clone();
@@ -267,7 +270,13 @@ fn restore_controller<S>(
 where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let (stream, reader) = cached::<VpsRestore>(client, ns);
+    let uses = Arc::new(RestoreUses::default());
+    let _ = ctx.restore_uses.set(uses.clone());
+    let (reader, writer) = reflector::store();
+    let store = reader.clone();
+    let stream = observed(client, ns, writer, move |e: &watcher::Event<VpsRestore>| {
+        uses.observe(e, &store)
+    });
     let _ = ctx.restores.set(reader.clone());
     let (by_snapshot, by_backup, by_provider) = (reader.clone(), reader.clone(), reader.clone());
     let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
@@ -338,10 +347,29 @@ where
     K: Watched,
 {
     let (reader, writer) = reflector::store();
-    let stream = trimmed_watch::<K>(client, ns)
+    (observed(client, ns, writer, |_| {}), reader)
+}
+
+/// `cached`, into the store of `writer`; `observe` sees each event after the store has
+/// applied it.
+fn observed<K, O>(
+    client: &Client,
+    ns: &Option<String>,
+    writer: reflector::store::Writer<K>,
+    observe: O,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K, O>
+where
+    K: Watched,
+    O: Fn(&watcher::Event<K>) + Send + 'static,
+{
+    trimmed_watch::<K>(client, ns)
         .reflect(writer)
-        .touched_objects();
-    (stream, reader)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observe(event);
+            }
+        })
+        .touched_objects()
 }
 
 /// A namespaced kind this operator watches and caches.
@@ -393,18 +421,20 @@ struct Follower<K: Watched> {
 
 /// `cached`, with `N` other controllers following the same watch. Each follower must be
 /// polled (a Controller does), or the shared watch waits for it once the buffer is full.
+/// `index` is fed each event after the store has applied it.
 fn cached_shared<K, const N: usize>(
     client: &Client,
     ns: &Option<String>,
 ) -> (
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K, N>,
-    Store<K>,
-    [Follower<K>; N],
+    Shared<K, N>,
 )
 where
-    K: Watched,
+    K: RestorePoint,
 {
     let (reader, writer) = reflector::store_shared(FOLLOWER_BUFFER);
+    let index = Arc::new(Index::new(reader));
+    let fed = index.clone();
     let mut senders = Vec::with_capacity(N);
     let followers = std::array::from_fn(|_| {
         let (tx, gone) = futures::channel::mpsc::unbounded();
@@ -425,8 +455,19 @@ where
             }
         })
         .reflect_shared(writer)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                fed.observe(event);
+            }
+        })
         .touched_objects();
-    (stream, reader, followers)
+    (stream, Shared { index, followers })
+}
+
+/// What a shared watch feeds besides its own controller.
+struct Shared<K: RestorePoint, const N: usize> {
+    index: Arc<Index<K>>,
+    followers: [Follower<K>; N],
 }
 
 /// Events a follower of a shared watch may lag behind before the watch waits for it.
@@ -440,14 +481,16 @@ fn restore_point_controller<K, S>(
     shutdown: S,
 ) -> (
     impl std::future::Future<Output = ()> + use<K, S>,
-    Store<K>,
+    Arc<Index<K>>,
     [Follower<K>; 2],
 )
 where
     K: RestorePoint,
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let (stream, reader, followers) = cached_shared::<K, 2>(client, ns);
+    // The index is fed after the store, so it never points at a version the store lacks.
+    let (stream, Shared { index, followers }) = cached_shared::<K, 2>(client, ns);
+    let reader = index.store().clone();
     let provider_targets = reader.clone();
     let registry_targets = reader.clone();
     let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
@@ -481,8 +524,8 @@ where
         )
         .graceful_shutdown_on(shutdown)
         .run(
-            restore_point::reconcile::<K>,
-            restore_point::error_policy::<K>,
+            snapshot_backup::reconcile::<K>,
+            snapshot_backup::error_policy::<K>,
             ctx.clone(),
         )
         .for_each(|r| {
@@ -491,7 +534,7 @@ where
             }
             future::ready(())
         });
-    (fut, reader, followers)
+    (fut, index, followers)
 }
 
 fn refresh_gauges(ctx: &Context) {
@@ -521,8 +564,8 @@ fn refresh_gauges(ctx: &Context) {
                 .set(n);
         }
     }
-    count::<VpsSnapshot>(ctx, ctx.snapshots.get());
-    count::<VpsBackup>(ctx, ctx.backups.get());
+    count::<VpsSnapshot>(ctx, ctx.snapshots.get().map(|i| i.store()));
+    count::<VpsBackup>(ctx, ctx.backups.get().map(|i| i.store()));
 }
 
 async fn wait_for_signal() {

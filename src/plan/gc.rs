@@ -106,7 +106,7 @@ pub struct Plan {
 }
 
 /// Plans one server. `evicting` are provider ids whose deletion is already under way (they
-/// still occupy their slot until the provider stops listing them).
+/// still occupy their slot until the provider stops listing them, whatever their owner).
 pub fn plan(limit: usize, slots: &[Slot], wants: &[Want], evicting: &BTreeSet<String>) -> Plan {
     let mut plan = Plan::default();
     let mut free = limit.saturating_sub(slots.len());
@@ -119,12 +119,14 @@ pub fn plan(limit: usize, slots: &[Slot], wants: &[Want], evicting: &BTreeSet<St
     });
 
     let mut candidates = eviction_order(slots);
-    // Deletions already under way count as room being made.
-    let mut pending_room: Vec<String> = candidates
+    // Deletions already under way count as room being made, whoever's they are: a want waits
+    // for them instead of evicting more. They are handed out in listing order.
+    let mut pending_room: Vec<String> = slots
         .iter()
         .filter(|s| evicting.contains(&s.id))
         .map(|s| s.id.clone())
         .collect();
+    pending_room.reverse();
     candidates.retain(|s| !evicting.contains(&s.id));
 
     let mut completed_left = slots
