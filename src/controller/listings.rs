@@ -135,6 +135,32 @@ impl Listings {
         }
     }
 
+    /// The cached listings of `provider`'s servers of one class, with the ids being deleted,
+    /// as they are now. A server whose lock is held right now is left out (it is busy
+    /// being listed or acted on; the next look sees it): this never waits.
+    pub fn cached(
+        &self,
+        provider: &ProviderKey,
+        class: Class,
+    ) -> Vec<(ServerKey, ServerListing, BTreeSet<String>)> {
+        let slots: Vec<(ServerKey, Arc<AsyncMutex<Slot>>)> = self
+            .slots
+            .lock()
+            .expect("listings lock")
+            .iter()
+            .filter(|(k, _)| &k.provider == provider && k.class == class)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        slots
+            .into_iter()
+            .filter_map(|(key, slot)| {
+                let slot = slot.try_lock().ok()?;
+                let listing = slot.listing.clone()?;
+                Some((key, listing, slot.deleting.keys().cloned().collect()))
+            })
+            .collect()
+    }
+
     /// Drops cached listings of a provider (its client or credentials changed).
     pub fn forget_provider(&self, provider: &ProviderKey) {
         self.slots

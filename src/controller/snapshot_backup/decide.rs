@@ -442,14 +442,14 @@ fn name_conflict(f: &Facts, srv: &ServerFacts) -> Option<String> {
         })
 }
 
-fn live_intent(o: &ObjectView, srv: &ServerFacts) -> bool {
+pub fn live_intent(o: &ObjectView, srv: &ServerFacts) -> bool {
     o.intent.is_some_and(|at| !intent_expired(at, &srv.listing))
 }
 
 /// Room for the subject's create: now, after evictions, or not at all.
 fn capacity(f: &Facts, srv: &ServerFacts, limit: usize) -> Step {
     let me = &f.subject.view.key;
-    let (slots, leaving) = slots(f, srv);
+    let (slots, leaving) = slots(Some(&f.subject.view), srv, f.carries);
     let wants = wants(f, srv);
     let plan = gc::plan(limit, &slots, &wants, &leaving);
     if plan.admit.contains(me) {
@@ -506,9 +506,13 @@ fn capacity(f: &Facts, srv: &ServerFacts, limit: usize) -> Step {
 
 /// Every listed object as a slot, plus a slot for each neighbour's create in flight that
 /// the listing does not show yet; and the slots already being freed.
-fn slots(f: &Facts, srv: &ServerFacts) -> (Vec<Slot>, BTreeSet<String>) {
+pub fn slots(
+    subject: Option<&ObjectView>,
+    srv: &ServerFacts,
+    carries: fn(&str, &Item) -> bool,
+) -> (Vec<Slot>, BTreeSet<String>) {
     let mut everyone: Vec<&ObjectView> = srv.neighbours.iter().collect();
-    everyone.push(&f.subject.view);
+    everyone.extend(subject);
     let mut owners: Vec<(String, &ObjectView)> = Vec::new();
     for o in &everyone {
         let others: Vec<ObjectView> = everyone
@@ -516,7 +520,7 @@ fn slots(f: &Facts, srv: &ServerFacts) -> (Vec<Slot>, BTreeSet<String>) {
             .filter(|x| x.key != o.key)
             .map(|x| (*x).clone())
             .collect();
-        if let Ownership::Found(item, _) = ownership(o, &srv.listing.items, &others, f.carries) {
+        if let Ownership::Found(item, _) = ownership(o, &srv.listing.items, &others, carries) {
             owners.push((item.id, o));
         }
     }

@@ -335,6 +335,20 @@ impl RestoreUses {
         }
     }
 
+    /// Unfinished restores of any server of `provider`.
+    pub fn on_server_all(
+        &self,
+        provider: &crate::controller::registry::ProviderKey,
+    ) -> Vec<RestoreUse> {
+        self.inner
+            .lock()
+            .expect("restore index lock")
+            .values()
+            .filter(|u| u.namespace == provider.0 && u.provider == provider.1)
+            .cloned()
+            .collect()
+    }
+
     /// Unfinished restores from `server`.
     pub fn on_server(&self, server: &ServerKey) -> Vec<RestoreUse> {
         self.inner

@@ -15,6 +15,7 @@ pub mod decide;
 pub mod facts;
 pub mod index;
 pub mod kind;
+pub mod occupancy;
 pub mod reason;
 pub mod report;
 
