@@ -26,6 +26,7 @@ fn config(endpoint: String, credentials: Credentials) -> ProviderConfig {
         request_timeout: Duration::from_secs(5),
         snapshot_limit: 5,
         backup_limit: 10,
+        fence: None,
     }
 }
 

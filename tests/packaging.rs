@@ -214,13 +214,7 @@ async fn two_replicas_one_leader_and_a_handover() {
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "leader").await;
     let sim = simulator(sim_config(&[900])).await;
-    let args = [
-        "--leader-election",
-        "--lease-namespace",
-        ns.name.as_str(),
-        "--lease-duration-secs",
-        "6",
-    ];
+    let args = fast_lease(&ns.name);
     let a = Operator::start_named(&ns.name, "replica-a", &args, None).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let b = Operator::start_named(&ns.name, "replica-b", &args, None).await;

@@ -6,6 +6,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use super::backoff::Backoff;
+use super::fencing::{LeaseFence, Timings};
 use super::listings::Listings;
 use super::registry::Registry;
 use super::snapshot_backup::facts::Sent;
@@ -15,6 +16,10 @@ use crate::telemetry::metrics::Metrics;
 
 pub struct Context {
     pub client: Client,
+    /// Lease, request-timeout and grace timings (see `fencing`).
+    pub timings: Timings,
+    /// This process's leadership, checked by every provider gate (with leader election).
+    pub fence: Option<Arc<LeaseFence>>,
     pub registry: Registry,
     pub listings: Listings,
     pub metrics: Arc<Metrics>,
@@ -33,7 +38,13 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+        timings: Timings,
+        fence: Option<Arc<LeaseFence>>,
+    ) -> Arc<Self> {
         let reporter = Reporter {
             controller: "vpsnap".into(),
             instance,
@@ -41,6 +52,8 @@ impl Context {
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            timings,
+            fence,
             registry: Registry::default(),
             backoff: Backoff::default(),
             sent: Default::default(),

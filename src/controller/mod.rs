@@ -5,6 +5,7 @@
 //! `schedule::reconcile`, `restore::reconcile` → `plan` (pure) → `crate::provider` (HTTP).
 pub mod backoff;
 pub mod context;
+pub mod fencing;
 pub mod leader;
 pub mod listings;
 pub mod outcome;

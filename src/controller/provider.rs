@@ -217,9 +217,13 @@ async fn evaluate(
                 requests_per_second: spec.requests_per_second.max(1) as u32,
                 burst: spec.requests_per_second.max(1) as u32,
                 max_in_flight: spec.max_in_flight.max(1) as u32,
-                request_timeout: Duration::from_secs(20),
+                request_timeout: ctx.timings.request_timeout,
                 snapshot_limit: spec.limits.snapshots_per_server.max(1) as u32,
                 backup_limit: spec.limits.backups_per_server.max(1) as u32,
+                fence: ctx
+                    .fence
+                    .clone()
+                    .map(|f| f as Arc<dyn crate::provider::Fence>),
             };
             let kind = match spec.type_ {
                 ProviderType::VpsRest => ProviderKind::VpsRest,

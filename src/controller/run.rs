@@ -12,9 +12,11 @@ use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use super::context::Context;
+use super::fencing::Timings;
 use super::snapshot_backup::index::{Index, RestoreUses};
 use super::snapshot_backup::{self, RestorePoint};
 use super::{provider, restore, schedule, watch};
+use crate::api::parse_duration;
 use crate::api::{
     RestoreKind, VpsBackup, VpsProvider, VpsRestore, VpsSnapshot, VpsSnapshotSchedule,
 };
@@ -39,9 +41,20 @@ pub struct ControllerArgs {
     /// Namespace of the leader Lease (default: $POD_NAMESPACE, else "default").
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
-    /// Lease duration in seconds: a standby takes over at most this long after the leader stops.
-    #[arg(long, default_value_t = 15)]
+    /// Lease duration in seconds: a standby takes over at most this long after the leader stops
+    /// (plus the quiet period). Must exceed the clock-skew allowance plus the provider request
+    /// timeout by at least 3 s (see README, "Crash safety").
+    #[arg(long, default_value_t = 30)]
     pub lease_duration_secs: u64,
+    /// No provider request is on the wire longer than this.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub provider_request_timeout: std::time::Duration,
+    /// How far apart the clocks of two nodes may be.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub clock_skew_allowance: std::time::Duration,
+    /// How long a provider may take to list an object it just created.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub provider_list_lag: std::time::Duration,
     /// Reconciles running at once, per kind.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
@@ -63,14 +76,29 @@ where
     }
 }
 
+impl ControllerArgs {
+    pub fn timings(&self) -> Timings {
+        Timings {
+            lease: std::time::Duration::from_secs(self.lease_duration_secs),
+            request_timeout: self.provider_request_timeout,
+            clock_skew: self.clock_skew_allowance,
+            list_lag: self.provider_list_lag,
+        }
+    }
+}
+
 pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
     logging::init(args.log_format);
     let client = Client::try_default().await?;
     let metrics = Metrics::new();
+    let timings = args.timings();
+    let leader = super::leader::Leadership::start(&client, &args, timings).await?;
     let ctx = Context::new(
         client.clone(),
         metrics.clone(),
         std::env::var("POD_NAME").ok(),
+        timings,
+        leader.fence(),
     );
     let ready = Readiness::default();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -100,7 +128,6 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         shutdown(),
     ));
 
-    let leader = super::leader::Leadership::start(&client, &args, shutdown()).await?;
     // A standby is healthy while it waits: reporting it unready would stall rollouts and
     // node drains behind the PodDisruptionBudget. Once leading it is unready until synced.
     if args.leader_election {

@@ -40,11 +40,40 @@ impl RequestObserver for NoopObserver {
 /// Whether repeating a request can change the outcome at the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotency {
-    /// Lists, deletes, credential checks: safe to repeat after a transient failure.
+    /// Lists, logins, credential checks: change nothing, safe to repeat.
+    Read,
+    /// Deletes: change the provider, safe to repeat after a transient failure.
     Idempotent,
     /// Creates and restores: the providers have no idempotency key, so after a timeout or a 5xx
     /// the request may have been carried out. Only a 429 proves it was not.
     NonIdempotent,
+}
+
+impl Idempotency {
+    /// Whether the request changes something at the provider.
+    pub fn mutates(self) -> bool {
+        self != Idempotency::Read
+    }
+}
+
+/// Whether this process may still send requests for the account: leadership fencing. Checked
+/// by the gate right before each attempt leaves it, after every wait.
+pub trait Fence: Send + Sync + std::fmt::Debug {
+    /// `Err(why)` when a request (`mutation` or not) must not be sent now.
+    fn admit(&self, mutation: bool) -> Result<(), String>;
+}
+
+tokio::task_local! {
+    /// The time by which the mutation this task is sending must leave the gate.
+    static SEND_BY: Instant;
+}
+
+/// Runs `call` with a send-by time: a request of it still waiting in the gate (token, slot,
+/// a 429 pause) past `deadline` is dropped, not sent. A create records its intent before the
+/// call; another process decides from that record when the create can no longer arrive, so a
+/// create must never leave later than its intent promised.
+pub async fn send_by<F: Future>(deadline: Instant, call: F) -> F::Output {
+    SEND_BY.scope(deadline, call).await
 }
 
 /// Rate and concurrency for one account. Zeros are raised to 1: a zero rate would block forever.
@@ -105,6 +134,7 @@ pub struct Gate {
     paused_until: Mutex<Option<Instant>>,
     policy: RetryPolicy,
     observer: Arc<dyn RequestObserver>,
+    fence: Option<Arc<dyn Fence>>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -150,7 +180,31 @@ impl Gate {
             paused_until: Mutex::new(None),
             policy,
             observer,
+            fence: None,
         }
+    }
+
+    /// The gate, admitting requests only while `fence` does.
+    pub fn with_fence(mut self, fence: Option<Arc<dyn Fence>>) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// Whether the request may leave now: the fence, then the task's send-by time.
+    fn admit(&self, idempotency: Idempotency) -> Result<(), ProviderError> {
+        if let Some(fence) = &self.fence {
+            fence
+                .admit(idempotency.mutates())
+                .map_err(ProviderError::Fenced)?;
+        }
+        if let Ok(deadline) = SEND_BY.try_with(|d| *d)
+            && Instant::now() > deadline
+        {
+            return Err(ProviderError::Fenced(
+                "it waited in the request gate past the time it had to be sent by".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn provider(&self) -> &'static str {
@@ -255,7 +309,7 @@ impl Gate {
         match err {
             // A 429 is the one answer proving the request was not carried out.
             ProviderError::RateLimited { .. } => true,
-            ProviderError::Transient(_) => idempotency == Idempotency::Idempotent,
+            ProviderError::Transient(_) => idempotency != Idempotency::NonIdempotent,
             _ => false,
         }
     }
@@ -277,6 +331,7 @@ impl Gate {
             attempt += 1;
             let result = {
                 let _permit = self.acquire().await?;
+                self.admit(idempotency)?;
                 let start = Instant::now();
                 let result = attempt_fn().await;
                 let outcome = match &result {
@@ -350,6 +405,80 @@ mod tests {
         }
         fn throttled(&self, _: &'static str, waited: Duration) {
             *lock(&self.throttled) += waited;
+        }
+    }
+
+    /// A create that waited in the gate (here for an in-flight slot) past its send-by time
+    /// is dropped without being sent; one in time goes out.
+    #[tokio::test(start_paused = true)]
+    async fn a_create_waiting_past_its_send_by_time_is_dropped() {
+        let gate = gate(100, 100, 1);
+        let slot = gate.acquire().await.unwrap();
+        let sent = Arc::new(AtomicU32::new(0));
+        let late = {
+            let (gate, sent) = (gate.clone(), sent.clone());
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                send_by(
+                    deadline,
+                    gate.run("create_snapshot", Idempotency::NonIdempotent, || {
+                        sent.fetch_add(1, Ordering::SeqCst);
+                        async { Ok::<_, ProviderError>(()) }
+                    }),
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(slot);
+        let result = late.await.unwrap();
+        assert!(
+            matches!(result, Err(ProviderError::Fenced(_))),
+            "{result:?}"
+        );
+        assert_eq!(sent.load(Ordering::SeqCst), 0, "a late create was sent");
+        let in_time = send_by(
+            Instant::now() + Duration::from_secs(2),
+            gate.run("create_snapshot", Idempotency::NonIdempotent, || async {
+                Ok::<_, ProviderError>(())
+            }),
+        )
+        .await;
+        assert!(in_time.is_ok());
+    }
+
+    /// A fence that closed stops every request at the gate, reads included.
+    #[tokio::test]
+    async fn a_closed_fence_stops_every_request() {
+        #[derive(Debug)]
+        struct Closed;
+        impl Fence for Closed {
+            fn admit(&self, mutation: bool) -> Result<(), String> {
+                Err(format!("closed (mutation: {mutation})"))
+            }
+        }
+        let gate = Gate::new(
+            "test",
+            GateLimits {
+                requests_per_second: 10,
+                burst: 10,
+                max_in_flight: 1,
+            },
+            RetryPolicy::default(),
+            Arc::new(NoopObserver),
+        )
+        .with_fence(Some(Arc::new(Closed)));
+        for idempotency in [
+            Idempotency::Read,
+            Idempotency::Idempotent,
+            Idempotency::NonIdempotent,
+        ] {
+            let result = gate
+                .run("op", idempotency, || async { Ok::<_, ProviderError>(()) })
+                .await;
+            assert!(
+                matches!(result, Err(ProviderError::Fenced(ref m)) if m.contains(&format!("{}", idempotency.mutates())))
+            );
         }
     }
 

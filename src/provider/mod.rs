@@ -20,7 +20,8 @@ mod test_support;
 pub use client::ProviderClient;
 pub use error::{ProviderError, RetryAdvice};
 pub use etiquette::{
-    Gate, GateLimits, GatePermit, Idempotency, NoopObserver, RequestObserver, RetryPolicy,
+    Fence, Gate, GateLimits, GatePermit, Idempotency, NoopObserver, RequestObserver, RetryPolicy,
+    send_by,
 };
 pub use model::*;
 pub use secret::Secret;

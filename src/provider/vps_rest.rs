@@ -97,7 +97,7 @@ impl VpsRestClient {
     /// `GET account/me/`: answers 200 for any valid token and costs the provider nothing.
     pub async fn check_credentials(&self) -> Result<(), ProviderError> {
         self.gate()
-            .run("check_credentials", Idempotency::Idempotent, || async {
+            .run("check_credentials", Idempotency::Read, || async {
                 let reply = self.send(self.request(Method::GET, "account/me/")?).await?;
                 self.expect_success(&reply, Op::CheckCredentials, "account/me/")
             })
@@ -117,7 +117,7 @@ impl VpsRestClient {
         server: u64,
     ) -> Result<(Listing<RemoteSnapshot>, u64), ProviderError> {
         self.gate()
-            .run("list_snapshots", Idempotency::Idempotent, || async {
+            .run("list_snapshots", Idempotency::Read, || async {
                 let request = self
                     .request(Method::GET, "snapshots/")?
                     .query(&[("server_id", server)]);
@@ -217,7 +217,7 @@ impl VpsRestClient {
         kind: Option<BackupKind>,
     ) -> Result<(Listing<RemoteBackup>, u64), ProviderError> {
         self.gate()
-            .run("list_backups", Idempotency::Idempotent, || async {
+            .run("list_backups", Idempotency::Read, || async {
                 let mut request = self
                     .request(Method::GET, "backups/")?
                     .query(&[("server_id", server)]);
@@ -814,6 +814,7 @@ mod tests {
             request_timeout: Duration::from_secs(5),
             snapshot_limit: 5,
             backup_limit: 10,
+            fence: None,
         }
     }
 

@@ -156,7 +156,7 @@ impl ZomroClient {
             ("p_num", "1".to_owned()),
         ];
         let doc = self
-            .call("list_snapshots", Idempotency::Idempotent, &fields)
+            .call("list_snapshots", Idempotency::Read, &fields)
             .await?;
         parse_snapshot_list(&doc, server).map_err(|e| e.mask(&self.secrets().refs()))
     }
@@ -382,7 +382,7 @@ impl ZomroClient {
     async fn login(&self) -> Result<Secret, ProviderError> {
         self.inner
             .gate
-            .run("auth", Idempotency::Idempotent, || async {
+            .run("auth", Idempotency::Read, || async {
                 let form = [
                     ("func", "auth"),
                     ("username", self.inner.username.expose()),
@@ -920,6 +920,7 @@ mod tests {
             request_timeout: Duration::from_secs(5),
             snapshot_limit: 5,
             backup_limit: 10,
+            fence: None,
         };
         let gate = Gate::new(
             "zomro",

@@ -274,6 +274,35 @@ impl Operator {
     }
 }
 
+/// Leader election with a lease short enough for a test: 6 s, fenced with a 2 s request
+/// timeout and a 1 s clock-skew allowance (the operator refuses timings that cannot fence).
+pub fn fast_lease(namespace: &str) -> [&str; 11] {
+    [
+        "--leader-election",
+        "--lease-namespace",
+        namespace,
+        "--lease-duration-secs",
+        "6",
+        "--provider-request-timeout",
+        "2s",
+        "--clock-skew-allowance",
+        "1s",
+        "--provider-list-lag",
+        "2s",
+    ]
+}
+
+/// Sends `signal` (e.g. `STOP`, `CONT`) to the operator process.
+pub fn signal(op: &Operator, signal: &str) {
+    let pid = op.child.id().expect("the operator is running");
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
 /// reqwest is built without a bundled crypto provider; whichever test of a binary runs first
 /// must not depend on another having installed it.
 async fn http_get(url: String) -> reqwest::Result<reqwest::Response> {
@@ -522,5 +551,81 @@ impl World {
             },
         )
         .await
+    }
+}
+
+/// A TCP proxy to the apiserver that a test can cut, as a network partition between one
+/// operator and the control plane would (the operator keeps its route to the provider).
+pub struct Partition {
+    pub kubeconfig: PathBuf,
+    cut: tokio::sync::watch::Sender<bool>,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Partition {
+    /// A proxy to the test apiserver and a kubeconfig that goes through it.
+    pub async fn new() -> Self {
+        let text = std::fs::read_to_string(kubeconfig_path()).expect("read kubeconfig");
+        let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig yaml");
+        let server = config["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .expect("cluster server")
+            .to_string();
+        let upstream = server
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    return;
+                };
+                if *watch.borrow() {
+                    continue;
+                }
+                let mut cut = watch.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = cut.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        config["clusters"][0]["cluster"]["server"] = format!("https://{addr}").into();
+        let dir =
+            std::env::temp_dir().join(format!("vpsnap-partition-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, serde_yaml::to_string(&config).unwrap())
+            .expect("write kubeconfig");
+        Partition {
+            kubeconfig,
+            cut,
+            _dir: TempDir(dir),
+        }
+    }
+
+    /// Drops every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        let _ = self.cut.send(true);
     }
 }

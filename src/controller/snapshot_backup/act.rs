@@ -162,6 +162,8 @@ impl<K: RestorePoint> Act<'_, K> {
             return Ok(Action::requeue(Duration::from_secs(60)));
         };
         let now = Timestamp::now();
+        // The create must leave within the send window of its intent (see `fencing`).
+        let send_by = tokio::time::Instant::now() + self.ctx.timings.send_window();
         let claimed = Arc::new(self.claim(&self.obj, Some(now)).await?);
         // Read back as it is stored, so the marker matches the annotation exactly.
         let at = claim::intent_of(claimed.as_ref())
@@ -170,14 +172,13 @@ impl<K: RestorePoint> Act<'_, K> {
         self.ctx.sent.insert(&self.key(), at);
         let marker = claimed.marker();
         let description = claimed.provider_description();
-        let answer = match K::create(
+        let create = K::create(
             &handle.client,
             self.server(),
             &marker,
             description.as_deref(),
-        )
-        .await
-        {
+        );
+        let answer = match crate::provider::send_by(send_by, create).await {
             Ok(Some(item)) => {
                 self.guard.add(item.clone());
                 CreateAnswer::Made(item)

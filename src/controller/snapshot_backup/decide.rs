@@ -23,11 +23,6 @@ use crate::controller::listings::{Item, ServerListing};
 use crate::plan::gc::{self, Blocked, Owner, Slot, SlotState, Want};
 use crate::provider::RemoteState;
 
-/// An unobserved create is repeated only once a complete listing taken this long after its
-/// intent still does not show it: longer than any request timeout plus the provider's delay
-/// in listing a new object.
-pub const INTENT_GRACE: Duration = Duration::from_secs(25);
-
 /// Clock difference tolerated between the provider's `created_at` and this process's clock
 /// when an object is matched to an intent.
 const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
@@ -317,9 +312,10 @@ fn made_after(item: &Item, intent: Timestamp) -> bool {
     created.duration_since(intent) >= -slack
 }
 
-/// Whether a create sent at `intent` that `listing` does not show can be taken as never made.
-pub fn intent_expired(intent: Timestamp, listing: &ServerListing) -> bool {
-    let grace = SignedDuration::try_from(INTENT_GRACE).unwrap_or(SignedDuration::MAX);
+/// Whether a create sent at `intent` that `listing` does not show can be taken as never made:
+/// the listing is complete and was taken `grace` (`Timings::intent_grace`) after the intent.
+pub fn intent_expired(intent: Timestamp, listing: &ServerListing, grace: Duration) -> bool {
+    let grace = SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX);
     listing.complete && listing.fetched_at.duration_since(intent) >= grace
 }
 
@@ -443,7 +439,8 @@ fn name_conflict(f: &Facts, srv: &ServerFacts) -> Option<String> {
 }
 
 pub fn live_intent(o: &ObjectView, srv: &ServerFacts) -> bool {
-    o.intent.is_some_and(|at| !intent_expired(at, &srv.listing))
+    o.intent
+        .is_some_and(|at| !intent_expired(at, &srv.listing, srv.grace))
 }
 
 /// Room for the subject's create: now, after evictions, or not at all.

@@ -11,6 +11,9 @@ use crate::controller::snapshot_backup::facts::{
     Facts, Freshness, ObjectView, ProviderFacts, ServerFacts, Subject,
 };
 
+/// The re-create grace these tests assume.
+const GRACE: Duration = Duration::from_secs(25);
+
 fn t(s: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + s).unwrap()
 }
@@ -99,6 +102,7 @@ fn on_server(mut f: Facts, items: Vec<Item>, neighbours: Vec<ObjectView>) -> Fac
         listing: listing(items, true, 1000),
         neighbours,
         deleting: BTreeSet::new(),
+        grace: GRACE,
     });
     f
 }
@@ -833,6 +837,7 @@ fn arb_world() -> impl Strategy<Value = (Facts, usize)> {
                 listing: listing(items, complete, 1000),
                 neighbours: views[1..].to_vec(),
                 deleting: BTreeSet::new(),
+                grace: GRACE,
             });
             (f, limit)
         })
@@ -941,6 +946,7 @@ proptest! {
                 listing: listing(visible, true, 0),
                 neighbours: vec![],
                 deleting: BTreeSet::new(),
+                grace: GRACE,
             });
             f.server.as_mut().unwrap().listing.fetched_at = now;
             match decide(&f) {

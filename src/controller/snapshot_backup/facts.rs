@@ -87,6 +87,9 @@ pub struct ServerFacts {
     pub neighbours: Vec<ObjectView>,
     /// Provider ids this process asked the provider to delete that are still listed.
     pub deleting: BTreeSet<String>,
+    /// How long after its intent an unseen create counts as never made
+    /// (`Timings::intent_grace`).
+    pub grace: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -203,6 +206,7 @@ pub async fn server<K: RestorePoint>(
         .collect();
     Ok(ServerFacts {
         server: key.server,
+        grace: ctx.timings.intent_grace(),
         deleting: guard.deleting(),
         listing,
         neighbours,

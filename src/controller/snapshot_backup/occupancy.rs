@@ -77,6 +77,7 @@ pub fn of_account<K: RestorePoint>(ctx: &Context, provider: &ProviderKey) -> Vec
             let declared = K::index(ctx).map(|i| i.on_server(&key)).unwrap_or_default();
             let srv = ServerFacts {
                 server: key.server,
+                grace: ctx.timings.intent_grace(),
                 neighbours: declared.iter().map(|o| view(o.as_ref(), &uses)).collect(),
                 listing,
                 deleting,
@@ -240,6 +241,7 @@ mod tests {
                 blocked,
             ],
             deleting: BTreeSet::new(),
+            grace: std::time::Duration::from_secs(25),
         };
         let o = server(
             &srv,
