@@ -4,6 +4,7 @@
 //! `restore_point::reconcile` (snapshots, backups) → `plan` (pure) → `crate::provider` (HTTP).
 pub mod backoff;
 pub mod context;
+pub mod gauges;
 pub mod leader;
 pub mod listings;
 pub mod ownership;
@@ -14,6 +15,7 @@ pub mod restore_point;
 pub mod run;
 pub mod schedule;
 pub mod status;
+pub mod traced;
 pub mod watch;
 
 use std::time::Duration;

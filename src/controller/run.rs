@@ -19,7 +19,7 @@ use crate::api::{
 };
 use crate::telemetry::http::{self, Readiness};
 use crate::telemetry::logging::{self, LogFormat};
-use crate::telemetry::metrics::{Metrics, PhaseLabels};
+use crate::telemetry::metrics::Metrics;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ControllerArgs {
@@ -47,6 +47,8 @@ pub struct ControllerArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "VPSNAP_LOG_FORMAT")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub telemetry: logging::TelemetryArgs,
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -63,7 +65,7 @@ where
 }
 
 pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
-    logging::init(args.log_format);
+    let telemetry = logging::init(args.log_format, &args.telemetry)?;
     let client = Client::try_default().await?;
     let metrics = Metrics::new();
     let ctx = Context::new(
@@ -90,14 +92,15 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
     });
 
     let refresh_ctx = ctx.clone();
-    let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || refresh_gauges(&refresh_ctx));
-    let http = tokio::spawn(http::serve(
-        args.metrics_addr,
-        metrics.clone(),
-        ready.clone(),
+    let refresh: Arc<dyn Fn() + Send + Sync> =
+        Arc::new(move || super::gauges::refresh(&refresh_ctx));
+    let endpoints = http::Endpoints {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
         refresh,
-        shutdown(),
-    ));
+        log_level: telemetry.log_level.clone(),
+    };
+    let http = tokio::spawn(http::serve(args.metrics_addr, endpoints, shutdown()));
 
     let leader = super::leader::Leadership::start(&client, &args, shutdown()).await?;
     // A standby is healthy while it waits: reporting it unready would stall rollouts and
@@ -110,6 +113,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         _ = shutdown() => return Ok(()),
     }
     ready.set(false);
+    metrics.leader.set(1);
     if *shutdown_rx.borrow() {
         return Ok(());
     }
@@ -142,7 +146,11 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown())
-        .run(provider::reconcile, provider::error_policy, ctx.clone())
+        .run(
+            super::traced::reconcile(provider::reconcile),
+            provider::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()));
 
     // One watch per kind: schedules and restores follow snapshots and backups through the
@@ -203,6 +211,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         }
     }
     leader.release().await;
+    telemetry.shutdown();
     let _ = http.await;
     Ok(())
 }
@@ -221,6 +230,7 @@ where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
     let (stream, reader) = cached::<VpsSnapshotSchedule>(client, ns);
+    let _ = super::gauges::SCHEDULES.set(reader.clone());
     let gone = futures::stream::select(
         snapshots
             .gone
@@ -235,7 +245,11 @@ where
         .owns_shared_stream(backups.changes)
         .reconcile_on(gone)
         .graceful_shutdown_on(shutdown)
-        .run(schedule::reconcile, schedule::error_policy, ctx.clone())
+        .run(
+            super::traced::reconcile(schedule::reconcile),
+            schedule::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()))
 }
 
@@ -293,7 +307,11 @@ where
             restores_woken(&by_backup, RestoreKind::Backup, b.as_ref())
         })
         .graceful_shutdown_on(shutdown)
-        .run(restore::reconcile, restore::error_policy, ctx.clone())
+        .run(
+            super::traced::reconcile(restore::reconcile),
+            restore::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()))
 }
 
@@ -381,6 +399,7 @@ where
     )
     .default_backoff()
     .modify(|o| o.managed_fields_mut().clear())
+    .inspect(crate::telemetry::queue::observe::<K>)
 }
 
 /// Another controller's view of a shared watch: the objects it changes, and the ones it
@@ -481,7 +500,7 @@ where
         )
         .graceful_shutdown_on(shutdown)
         .run(
-            restore_point::reconcile::<K>,
+            super::traced::reconcile(restore_point::reconcile::<K>),
             restore_point::error_policy::<K>,
             ctx.clone(),
         )
@@ -492,37 +511,6 @@ where
             future::ready(())
         });
     (fut, reader, followers)
-}
-
-fn refresh_gauges(ctx: &Context) {
-    fn count<K: RestorePoint>(ctx: &Context, store: Option<&Store<K>>) {
-        let Some(store) = store else { return };
-        let mut by_phase = std::collections::BTreeMap::<&'static str, i64>::new();
-        for phase in [
-            "Pending", "Creating", "Ready", "Failed", "Blocked", "Evicted", "Deleting",
-        ] {
-            by_phase.insert(phase, 0);
-        }
-        for o in store.state() {
-            let phase = o
-                .status()
-                .and_then(|s| s.phase)
-                .unwrap_or_default()
-                .as_str();
-            *by_phase.entry(phase).or_default() += 1;
-        }
-        for (phase, n) in by_phase {
-            ctx.metrics
-                .objects
-                .get_or_create(&PhaseLabels {
-                    kind: K::KIND,
-                    phase,
-                })
-                .set(n);
-        }
-    }
-    count::<VpsSnapshot>(ctx, ctx.snapshots.get());
-    count::<VpsBackup>(ctx, ctx.backups.get());
 }
 
 async fn wait_for_signal() {

@@ -6,6 +6,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::Deserialize;
 
+use super::endpoint::vps_rest as endpoint;
 use super::error::scrub;
 use super::etiquette::{Gate, Idempotency};
 use super::transport::{self, Reply};
@@ -97,10 +98,14 @@ impl VpsRestClient {
     /// `GET account/me/`: answers 200 for any valid token and costs the provider nothing.
     pub async fn check_credentials(&self) -> Result<(), ProviderError> {
         self.gate()
-            .run("check_credentials", Idempotency::Idempotent, || async {
-                let reply = self.send(self.request(Method::GET, "account/me/")?).await?;
-                self.expect_success(&reply, Op::CheckCredentials, "account/me/")
-            })
+            .run(
+                &endpoint::CHECK_CREDENTIALS,
+                Idempotency::Idempotent,
+                || async {
+                    let reply = self.send(self.request(Method::GET, "account/me/")?).await?;
+                    self.expect_success(&reply, Op::CheckCredentials, "account/me/")
+                },
+            )
             .await
     }
 
@@ -117,14 +122,18 @@ impl VpsRestClient {
         server: u64,
     ) -> Result<(Listing<RemoteSnapshot>, u64), ProviderError> {
         self.gate()
-            .run("list_snapshots", Idempotency::Idempotent, || async {
-                let request = self
-                    .request(Method::GET, "snapshots/")?
-                    .query(&[("server_id", server)]);
-                let reply = self.send(request).await?;
-                self.expect_success(&reply, Op::List, "snapshots")?;
-                parse_snapshot_list(&reply.body, server, &self.secrets())
-            })
+            .run(
+                &endpoint::LIST_SNAPSHOTS,
+                Idempotency::Idempotent,
+                || async {
+                    let request = self
+                        .request(Method::GET, "snapshots/")?
+                        .query(&[("server_id", server)]);
+                    let reply = self.send(request).await?;
+                    self.expect_success(&reply, Op::List, "snapshots")?;
+                    parse_snapshot_list(&reply.body, server, &self.secrets())
+                },
+            )
             .await
     }
 
@@ -143,14 +152,18 @@ impl VpsRestClient {
         }
         let result = self
             .gate()
-            .run("create_snapshot", Idempotency::NonIdempotent, || async {
-                let request = self
-                    .request(Method::POST, "snapshots/")?
-                    .body(body.to_string());
-                let reply = self.send(request).await?;
-                self.expect_success(&reply, Op::Create, &format!("server {server}"))?;
-                parse_snapshot(&reply.body, &self.secrets())
-            })
+            .run(
+                &endpoint::CREATE_SNAPSHOT,
+                Idempotency::NonIdempotent,
+                || async {
+                    let request = self
+                        .request(Method::POST, "snapshots/")?
+                        .body(body.to_string());
+                    let reply = self.send(request).await?;
+                    self.expect_success(&reply, Op::Create, &format!("server {server}"))?;
+                    parse_snapshot(&reply.body, &self.secrets())
+                },
+            )
             .await;
         match result {
             // The 400 for "limit reached" is undocumented (Unknown 3): count to tell it apart.
@@ -176,12 +189,16 @@ impl VpsRestClient {
     pub async fn delete_snapshot(&self, id: &str) -> Result<(), ProviderError> {
         let id = numeric_id("snapshot", id)?;
         self.gate()
-            .run("delete_snapshot", Idempotency::Idempotent, || async {
-                let reply = self
-                    .send(self.request(Method::DELETE, &format!("snapshots/{id}/"))?)
-                    .await?;
-                self.expect_success(&reply, Op::Delete, &format!("snapshot {id}"))
-            })
+            .run(
+                &endpoint::DELETE_SNAPSHOT,
+                Idempotency::Idempotent,
+                || async {
+                    let reply = self
+                        .send(self.request(Method::DELETE, &format!("snapshots/{id}/"))?)
+                        .await?;
+                    self.expect_success(&reply, Op::Delete, &format!("snapshot {id}"))
+                },
+            )
             .await
     }
 
@@ -191,7 +208,7 @@ impl VpsRestClient {
     pub async fn restore_snapshot(&self, id: &str) -> Result<(), ProviderError> {
         let id = numeric_id("snapshot", id)?;
         self.gate()
-            .run("restore_snapshot", Idempotency::NonIdempotent, || async {
+            .run(&endpoint::RESTORE_SNAPSHOT, Idempotency::NonIdempotent, || async {
                 let path = format!("snapshots/{id}/restore/");
                 let reply = self.send(self.request(Method::POST, &path)?).await?;
                 self.expect_success(&reply, Op::Restore, &format!("snapshot {id}"))?;
@@ -217,7 +234,7 @@ impl VpsRestClient {
         kind: Option<BackupKind>,
     ) -> Result<(Listing<RemoteBackup>, u64), ProviderError> {
         self.gate()
-            .run("list_backups", Idempotency::Idempotent, || async {
+            .run(&endpoint::LIST_BACKUPS, Idempotency::Idempotent, || async {
                 let mut request = self
                     .request(Method::GET, "backups/")?
                     .query(&[("server_id", server)]);
@@ -243,14 +260,18 @@ impl VpsRestClient {
         }
         let result = self
             .gate()
-            .run("create_backup", Idempotency::NonIdempotent, || async {
-                let request = self
-                    .request(Method::POST, "backups/")?
-                    .body(body.to_string());
-                let reply = self.send(request).await?;
-                self.expect_success(&reply, Op::Create, &format!("server {server}"))?;
-                parse_backup(&reply.body, &self.secrets())
-            })
+            .run(
+                &endpoint::CREATE_BACKUP,
+                Idempotency::NonIdempotent,
+                || async {
+                    let request = self
+                        .request(Method::POST, "backups/")?
+                        .body(body.to_string());
+                    let reply = self.send(request).await?;
+                    self.expect_success(&reply, Op::Create, &format!("server {server}"))?;
+                    parse_backup(&reply.body, &self.secrets())
+                },
+            )
             .await;
         match result {
             // The documented limit counts manual and automatic backups together.
@@ -276,12 +297,16 @@ impl VpsRestClient {
     pub async fn delete_backup(&self, id: &str) -> Result<(), ProviderError> {
         let id = numeric_id("backup", id)?;
         self.gate()
-            .run("delete_backup", Idempotency::Idempotent, || async {
-                let reply = self
-                    .send(self.request(Method::DELETE, &format!("backups/{id}/"))?)
-                    .await?;
-                self.expect_success(&reply, Op::Delete, &format!("backup {id}"))
-            })
+            .run(
+                &endpoint::DELETE_BACKUP,
+                Idempotency::Idempotent,
+                || async {
+                    let reply = self
+                        .send(self.request(Method::DELETE, &format!("backups/{id}/"))?)
+                        .await?;
+                    self.expect_success(&reply, Op::Delete, &format!("backup {id}"))
+                },
+            )
             .await
     }
 
@@ -291,17 +316,21 @@ impl VpsRestClient {
         let backup_id = numeric_id("backup", backup_id)?;
         let body = serde_json::json!({ "backup_id": backup_id }).to_string();
         self.gate()
-            .run("restore_backup", Idempotency::NonIdempotent, || async {
-                let request = self
-                    .request(Method::POST, &format!("servers/{server}/restore/"))?
-                    .body(body.clone());
-                let reply = self.send(request).await?;
-                self.expect_success(
-                    &reply,
-                    Op::Restore,
-                    &format!("server {server} or backup {backup_id}"),
-                )
-            })
+            .run(
+                &endpoint::RESTORE_BACKUP,
+                Idempotency::NonIdempotent,
+                || async {
+                    let request = self
+                        .request(Method::POST, &format!("servers/{server}/restore/"))?
+                        .body(body.clone());
+                    let reply = self.send(request).await?;
+                    self.expect_success(
+                        &reply,
+                        Op::Restore,
+                        &format!("server {server} or backup {backup_id}"),
+                    )
+                },
+            )
             .await
     }
 

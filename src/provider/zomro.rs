@@ -9,6 +9,7 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
+use super::endpoint::{Endpoint, zomro as endpoint};
 use super::error::scrub;
 use super::etiquette::{Gate, Idempotency};
 use super::transport::{self, Reply};
@@ -156,7 +157,7 @@ impl ZomroClient {
             ("p_num", "1".to_owned()),
         ];
         let doc = self
-            .call("list_snapshots", Idempotency::Idempotent, &fields)
+            .call(&endpoint::LIST_SNAPSHOTS, Idempotency::Idempotent, &fields)
             .await?;
         parse_snapshot_list(&doc, server).map_err(|e| e.mask(&self.secrets().refs()))
     }
@@ -189,7 +190,11 @@ impl ZomroClient {
             ("sok", "ok".to_owned()),
         ];
         match self
-            .call("create_snapshot", Idempotency::NonIdempotent, &fields)
+            .call(
+                &endpoint::CREATE_SNAPSHOT,
+                Idempotency::NonIdempotent,
+                &fields,
+            )
             .await
         {
             Ok(_) => {}
@@ -251,7 +256,7 @@ impl ZomroClient {
             ("sok", "ok".to_owned()),
         ];
         match self
-            .call("delete_snapshot", Idempotency::Idempotent, &fields)
+            .call(&endpoint::DELETE_SNAPSHOT, Idempotency::Idempotent, &fields)
             .await
         {
             Ok(_) => Ok(()),
@@ -323,7 +328,7 @@ impl ZomroClient {
     /// the call is repeated once — safe even for creates, since `access` means not carried out.
     async fn call(
         &self,
-        op: &'static str,
+        op: &'static Endpoint,
         idempotency: Idempotency,
         fields: &[(&'static str, String)],
     ) -> Result<Object, ProviderError> {
@@ -348,7 +353,7 @@ impl ZomroClient {
 
     async fn post(
         &self,
-        op: &'static str,
+        op: &'static Endpoint,
         idempotency: Idempotency,
         fields: &[(&'static str, String)],
         credential: &Secret,
@@ -382,7 +387,7 @@ impl ZomroClient {
     async fn login(&self) -> Result<Secret, ProviderError> {
         self.inner
             .gate
-            .run("auth", Idempotency::Idempotent, || async {
+            .run(&endpoint::AUTH, Idempotency::Idempotent, || async {
                 let form = [
                     ("func", "auth"),
                     ("username", self.inner.username.expose()),
