@@ -29,6 +29,8 @@ use crate::api::{
 };
 use crate::plan::gc::{self, Blocked, Owner, Slot, SlotState, Want};
 use crate::provider::{ProviderError, RemoteState};
+use crate::telemetry::spans;
+use tracing::Instrument;
 
 /// A create whose outcome was not observed is only repeated once a listing taken this long
 /// after the intent still does not show it (longer than any request timeout).
@@ -158,7 +160,9 @@ async fn apply<K: RestorePoint>(obj: Arc<K>, ctx: &Context, api: &Api<K>) -> Res
     let mut current = obj.status().cloned().unwrap_or_default();
     current.create_intent = intent(obj.as_ref());
     let report = decide_and_act(&obj, ctx, api, &current).await?;
-    write_report(obj.as_ref(), ctx, api, &current, report).await
+    write_report(obj.as_ref(), ctx, api, &current, report)
+        .instrument(spans::status_write(K::KIND))
+        .await
 }
 
 async fn decide_and_act<K: RestorePoint>(
@@ -226,7 +230,10 @@ async fn decide_and_act<K: RestorePoint>(
     if !in_flight && let Some(wait) = guard.first_listing_delay(&key, handle.resync_interval) {
         return Ok(keep(current, Action::requeue(wait)));
     }
-    let listing = guard.listing(&handle.client, &key, max_age).await?;
+    let listing = guard
+        .listing(&handle.client, &key, max_age)
+        .instrument(spans::listing(key.server, K::CLASS.as_str()))
+        .await?;
     let marker = obj.marker();
 
     let found = find_own(obj.as_ref(), &listing);
@@ -372,7 +379,9 @@ async fn create_if_room<K: RestorePoint>(
         };
         // Durable intent first: if we crash after the call, the restart finds the object by
         // its marker instead of creating a second one.
-        claim(ctx, api, obj.as_ref(), Some(now)).await?;
+        claim(ctx, api, obj.as_ref(), Some(now))
+            .instrument(spans::claim(true))
+            .await?;
         let mut pending = obj.status().cloned().unwrap_or_default();
         pending.create_intent = Some(intent.clone());
         pending.phase = Some(Phase::Creating);
