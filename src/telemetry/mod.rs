@@ -4,6 +4,7 @@ pub mod logging;
 pub mod metrics;
 #[cfg(feature = "otel")]
 pub mod otel;
+pub mod probe;
 pub mod process;
 pub mod queue;
 pub mod spans;
