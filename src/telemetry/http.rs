@@ -110,3 +110,35 @@ async fn put_log_level(
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(level: Arc<LogLevel>) -> Endpoints {
+        Endpoints {
+            metrics: Metrics::new(),
+            ready: Readiness::default(),
+            refresh: Arc::new(|| {}),
+            log_level: level,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_log_level_changes_only_from_inside_the_pod() {
+        let level = Arc::new(LogLevel::for_test("info"));
+        let state = endpoints(level.clone());
+        let remote: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+        let r = put_log_level(State(state.clone()), ConnectInfo(remote), "trace".into())
+            .await
+            .into_response();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(level.get(), "info");
+        let local: SocketAddr = "[::1]:40000".parse().unwrap();
+        let r = put_log_level(State(state), ConnectInfo(local), "debug".into())
+            .await
+            .into_response();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(level.get(), "debug");
+    }
+}

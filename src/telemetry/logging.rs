@@ -58,6 +58,16 @@ impl LogLevel {
     }
 }
 
+impl LogLevel {
+    /// A level whose changes go nowhere (for tests of what sets it).
+    pub fn for_test(initial: &str) -> Self {
+        Self {
+            current: Mutex::new(initial.into()),
+            reload: Box::new(|_| Ok(())),
+        }
+    }
+}
+
 /// What `init` set up; keep it for the life of the process.
 pub struct Telemetry {
     pub log_level: Arc<LogLevel>,

@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::process::ProcessCollector;
-use crate::provider::RequestObserver;
+use crate::provider::{ProviderKind, RequestObserver};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -134,6 +134,16 @@ impl Metrics {
             leader: Gauge::default(),
             registry: Registry::default(),
         };
+        // Series that alerts and dashboards take rates of exist from the start, at zero.
+        for kind in ["VpsSnapshot", "VpsBackup"] {
+            m.evictions.get_or_create(&KindLabels { kind }).inc_by(0);
+        }
+        for kind in [ProviderKind::VpsRest, ProviderKind::Zomro] {
+            let provider = kind.label();
+            m.throttle_wait
+                .get_or_create(&ProviderOnly { provider })
+                .inc_by(0.0);
+        }
         let build_info = Family::<VersionLabels, Gauge>::default();
         build_info
             .get_or_create(&VersionLabels {
