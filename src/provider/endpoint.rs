@@ -1,7 +1,7 @@
 //! Every provider call vpsnap makes, named once: the bounded operation name (metrics label),
 //! the HTTP method and the endpoint as documented (traces' `url.template`). Templates carry
 //! placeholders, never ids, query values or credentials. The contracts behind them are in
-//! docs/providers/vps-rest.md and docs/providers/zomro.md.
+//! docs/providers.md (§A VpsRest, §B Zomro).
 
 /// One kind of provider call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +21,7 @@ const fn ep(operation: &'static str, method: &'static str, template: &'static st
     }
 }
 
-/// The VpsRest API (docs/providers/vps-rest.md).
+/// The VpsRest API (docs/providers.md §A).
 pub mod vps_rest {
     use super::{Endpoint, ep};
 
@@ -47,7 +47,7 @@ pub mod vps_rest {
         ep("restore_backup", "POST", "servers/{server_id}/restore/");
 }
 
-/// The Zomro API (docs/providers/zomro.md): one URL, form POSTs, the operation in `func`.
+/// The Zomro API (docs/providers.md §B): one URL, form POSTs, the operation in `func`.
 pub mod zomro {
     use super::{Endpoint, ep};
 

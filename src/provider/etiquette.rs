@@ -1,7 +1,7 @@
 //! How one provider account is treated: a token bucket for the request rate, a bound on requests
 //! in flight, a pause shared by every caller after a 429, and the retry policy.
 //!
-//! The providers document no rate limits (docs/providers/README.md, "Unknowns"), so the bucket is what
+//! The providers document no rate limits (docs/providers.md, U9), so the bucket is what
 //! keeps a busy cluster polite; the pause makes every controller of the account back off
 //! together when the provider asks for it, instead of each one discovering the 429 on its own.
 use std::cell::Cell;

@@ -1,4 +1,4 @@
-//! Client for the "VPS REST" API (provider-api.md §A): JSON over HTTPS, bearer token,
+//! Client for the "VPS REST" API (docs/providers.md §A): JSON over HTTPS, bearer token,
 //! Django-REST-style lists (`{count, results}`), every path ending in a slash.
 use std::sync::Arc;
 
@@ -138,7 +138,7 @@ impl VpsRestClient {
     }
 
     /// Starts a snapshot. Not retried after a timeout or 5xx: the outcome is then unknown and the
-    /// caller must list by name before creating again (provider-api.md, Unknown 5).
+    /// caller must list by name before creating again (docs/providers.md, U5).
     pub async fn create_snapshot(
         &self,
         server: u64,
@@ -166,7 +166,7 @@ impl VpsRestClient {
             )
             .await;
         match result {
-            // The 400 for "limit reached" is undocumented (Unknown 3): count to tell it apart.
+            // The 400 for "limit reached" is undocumented (docs/providers.md, U3): count to tell it apart.
             Err(ProviderError::InvalidRequest(detail)) => {
                 let (listing, count) = self.list_snapshots_counted(server).await?;
                 let present = if listing.complete {
@@ -405,7 +405,7 @@ fn limit_or_invalid(
     }
 }
 
-/// Names are letters, digits, `-` and `_` (provider-api.md §A.1); checking before sending
+/// Names are letters, digits, `-` and `_` (docs/providers.md §A.1); checking before sending
 /// turns a sure 400 into a clear message and saves the re-list a 400 would trigger.
 fn validate_snapshot_name(name: &str) -> Result<(), ProviderError> {
     if name.is_empty() {
@@ -482,7 +482,7 @@ struct RestoreResultWire {
 }
 
 /// Documented: `in_progress`, `completed`; the rest are guesses at what a provider would say
-/// (Unknown 1), and anything else stays `Unknown` with the raw value kept.
+/// (docs/providers.md, U1), and anything else stays `Unknown` with the raw value kept.
 pub(crate) fn vps_state(raw: &str) -> RemoteState {
     match raw.to_ascii_lowercase().as_str() {
         "in_progress" => RemoteState::Pending,
@@ -608,7 +608,7 @@ mod tests {
     use proptest::prelude::*;
     use std::time::Duration;
 
-    // Bodies exactly as provider-api.md §A gives them.
+    // Bodies exactly as docs/providers.md §A gives them.
     const DOC_SNAPSHOT_LIST: &str = r#"{"count": 2, "results": [
   {"id": 801, "server": {"id": 12345, "name": "web-server-01"}, "name": "pre-migration-snapshot",
    "status": "completed", "size_mb": 5120, "created_at": "2025-01-15T18:30:00Z", "description": "Before major migration"},

@@ -1,4 +1,4 @@
-//! Client for the Zomro API (provider-api.md §B): BILLmanager-style form POSTs to one URL, a
+//! Client for the Zomro API (docs/providers.md §B): BILLmanager-style form POSTs to one URL, a
 //! `func` per operation, errors in the body whatever the HTTP status. Snapshots only: Zomro
 //! documents no backups and no restore here, and those calls fail as `Unsupported` without
 //! touching the network.
@@ -324,7 +324,7 @@ impl ZomroClient {
     }
 
     /// One operation with the configured authentication. In session mode an `access` answer
-    /// means an expired session or missing rights (§B.1): one fresh login tells them apart, then
+    /// means an expired session or missing rights (docs/providers.md §B.1): one fresh login tells them apart, then
     /// the call is repeated once — safe even for creates, since `access` means not carried out.
     async fn call(
         &self,
@@ -633,7 +633,7 @@ mod tests {
     use proptest::prelude::*;
     use std::time::Duration;
 
-    /// provider-api.md §B, verbatim.
+    /// docs/providers.md §B, verbatim.
     const DOC_LIST: &str = r#"{"doc": {"elem": [{"id": {"$": "5204214"}, "name": {"$": "MySnapshot"},
   "fleio_status": {"$": "Active"}, "createdate": {"$": "2024-07-23"}, "image_size": {"$": "3"},
   "protected": {"$": "off"}, "region": {"$": "Netherlands-2"}, "disk_format": {"$": "qcow2"}}]}}"#;
