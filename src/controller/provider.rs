@@ -39,6 +39,15 @@ enum Outcome {
 }
 
 pub async fn reconcile(obj: Arc<VpsProvider>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = check(obj, ctx.clone()).await;
+    let label = result.as_ref().err().map_or("ok", Error::class);
+    ctx.metrics
+        .reconciled("VpsProvider", label, started.elapsed());
+    result
+}
+
+async fn check(obj: Arc<VpsProvider>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let key: ProviderKey = (ns.clone(), obj.name_any());
     let api: Api<VpsProvider> = Api::namespaced(ctx.client.clone(), &ns);
