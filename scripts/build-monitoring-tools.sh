@@ -44,7 +44,9 @@ start=$(date +%s)
   cd "$src"
   export GOFLAGS=-mod=readonly GOTOOLCHAIN=local CGO_ENABLED=0
   echo "  go build promtool" >&2
-  go build -trimpath -ldflags='-s -w' -tags remove_all_sd -o "$tmp/bin/promtool" github.com/prometheus/prometheus/cmd/promtool
+  go build -trimpath -tags remove_all_sd -o "$tmp/bin/promtool" \
+    -ldflags="-s -w -X github.com/prometheus/common/version.Version=$prometheus" \
+    github.com/prometheus/prometheus/cmd/promtool
   echo "  go build strictcheck" >&2
   go build -trimpath -ldflags='-s -w' -o "$tmp/bin/strictcheck" ./cmd/strictcheck
   echo "  go build controller-gen" >&2
