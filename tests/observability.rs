@@ -538,40 +538,22 @@ async fn the_helm_test_probe_and_the_runtime_log_level_work_on_a_running_operato
     let url = format!("http://{}/debug/log-level", op.metrics_addr);
     vpsnap::provider::install_crypto_provider();
     let http = reqwest::Client::new();
-    let now = http.get(&url).send().await.unwrap().text().await.unwrap();
+    let level = || async {
+        let r = http.get(&url).send().await.unwrap();
+        r.text().await.unwrap().trim().to_string()
+    };
+    let put = |filter: &'static str| http.put(&url).body(filter).send();
     let started_with = std::env::var("VPSNAP_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into());
-    assert_eq!(now.trim(), started_with);
-    let r = http.put(&url).body("debug,kube=info").send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(level().await, started_with);
+    assert_eq!(put("debug,kube=info").await.unwrap().status(), 200);
+    assert_eq!(level().await, "debug,kube=info");
+    let refused = put("info,vpsnap=loud").await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("invalid filter"));
     assert_eq!(
-        http.get(&url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .trim(),
-        "debug,kube=info"
-    );
-    let r = http
-        .put(&url)
-        .body("info,vpsnap=loud")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("invalid filter"));
-    assert_eq!(
-        http.get(&url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .trim(),
-        "debug,kube=info"
+        level().await,
+        "debug,kube=info",
+        "a refused filter changes nothing"
     );
     op.kill().await;
     ns.delete().await;

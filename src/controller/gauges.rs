@@ -72,14 +72,15 @@ pub fn refresh(ctx: &Context) {
             .iter()
             .map(|r| r.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[])),
     );
-    let mut by_phase: BTreeMap<&'static str, i64> =
-        RESTORE_PHASES.iter().map(|(_, name)| (*name, 0)).collect();
-    for r in &restores {
+    let restore_phases = restores.iter().filter_map(|r| {
         let phase = r.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
-        if let Some((_, name)) = RESTORE_PHASES.iter().find(|(p, _)| *p == phase) {
-            *by_phase.entry(name).or_default() += 1;
-        }
-    }
+        RESTORE_PHASES
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map(|(_, name)| *name)
+    });
+    let known: Vec<&'static str> = RESTORE_PHASES.iter().map(|(_, name)| *name).collect();
+    let by_phase = count_phases(&known, restore_phases);
     set_phases(m, "VpsRestore", by_phase);
 
     set_conditions(
@@ -89,14 +90,12 @@ pub fn refresh(ctx: &Context) {
             .iter()
             .map(|s| s.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[])),
     );
-    let mut by_phase: BTreeMap<&'static str, i64> =
-        SCHEDULE_PHASES.iter().map(|p| (*p, 0)).collect();
-    for s in &schedules {
-        let phase = s.status.as_ref().and_then(|s| s.phase.as_deref());
-        if let Some(p) = SCHEDULE_PHASES.iter().find(|p| Some(**p) == phase) {
-            *by_phase.entry(p).or_default() += 1;
-        }
-    }
+    let by_phase = count_phases(
+        &SCHEDULE_PHASES,
+        schedules
+            .iter()
+            .filter_map(|s| s.status.as_ref()?.phase.as_deref()),
+    );
     set_phases(m, "VpsSnapshotSchedule", by_phase);
     m.schedule_missed_runs.set(
         schedules
@@ -128,14 +127,16 @@ where
 }
 
 fn restore_points<K: RestorePoint>(m: &Metrics, objs: &[Arc<K>], providers: &[Arc<VpsProvider>]) {
-    let mut by_phase: BTreeMap<&'static str, i64> = RESTORE_POINT_PHASES
-        .iter()
-        .map(|p| (p.as_str(), 0))
-        .collect();
-    for o in objs {
-        let phase = o.status().and_then(|s| s.phase).unwrap_or_default();
-        *by_phase.entry(phase.as_str()).or_default() += 1;
-    }
+    let known: Vec<&'static str> = RESTORE_POINT_PHASES.iter().map(|p| p.as_str()).collect();
+    let by_phase = count_phases(
+        &known,
+        objs.iter().map(|o| {
+            o.status()
+                .and_then(|s| s.phase)
+                .unwrap_or_default()
+                .as_str()
+        }),
+    );
     set_phases(m, K::KIND, by_phase);
     set_conditions(
         m,
@@ -149,6 +150,21 @@ fn restore_points<K: RestorePoint>(m: &Metrics, objs: &[Arc<K>], providers: &[Ar
     m.slots_limit.get_or_create(&kind).set(occ.limit);
     m.servers.get_or_create(&kind).set(occ.servers);
     m.servers_at_limit.get_or_create(&kind).set(occ.full);
+}
+
+/// Objects per phase; every known phase is present, zeros included (a series that appears only
+/// once an object is in that phase cannot be alerted on while it is absent).
+fn count_phases<'a>(
+    known: &[&'static str],
+    phases: impl Iterator<Item = &'a str>,
+) -> BTreeMap<&'static str, i64> {
+    let mut by_phase: BTreeMap<&'static str, i64> = known.iter().map(|p| (*p, 0)).collect();
+    for phase in phases {
+        if let Some(p) = known.iter().find(|k| **k == phase) {
+            *by_phase.entry(p).or_default() += 1;
+        }
+    }
+    by_phase
 }
 
 fn set_phases(m: &Metrics, kind: &'static str, by_phase: BTreeMap<&'static str, i64>) {
@@ -509,6 +525,18 @@ mod tests {
             }
         );
         assert_eq!(occupancy(&objs, &[]), Occupancy::default());
+    }
+
+    #[test]
+    fn every_known_phase_is_counted_and_unknown_ones_are_not() {
+        let counted = count_phases(
+            &["Active", "Suspended"],
+            ["Active", "Active", "Odd"].into_iter(),
+        );
+        assert_eq!(
+            counted.into_iter().collect::<Vec<_>>(),
+            [("Active", 2), ("Suspended", 0)]
+        );
     }
 
     #[test]
