@@ -27,6 +27,8 @@ enum Command {
     },
     /// Run the provider simulator (both provider APIs, in memory, on 127.0.0.1).
     Sim(Box<vpsnap::sim::SimArgs>),
+    /// GET a URL and succeed only on a 2xx answer (the chart's `helm test` checks `/readyz` so).
+    Probe(vpsnap::telemetry::probe::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Crd { out } => print_crds(out),
         Command::Controller(args) => runtime().block_on(vpsnap::controller::run(args)),
         Command::Sim(args) => runtime().block_on(vpsnap::sim::run(*args)),
+        Command::Probe(args) => runtime().block_on(vpsnap::telemetry::probe::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -324,16 +324,7 @@ async fn readyz_is_503_until_caches_sync() {
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "ready").await;
     let op = Operator::start(&ns.name).await;
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = op.try_get("/readyz").await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(start.elapsed() < T, "never became ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    op.wait_ready(T).await;
     op.kill().await;
     ns.delete().await;
 }

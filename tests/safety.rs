@@ -303,16 +303,30 @@ async fn a_restore_marker_is_never_erased_by_a_stale_writer() {
     w.stop().await;
 }
 
-/// Defect 7: an interval the operator cannot use is reported, not replaced silently.
+/// Defect 7: an interval the operator cannot use is refused, never replaced silently: at
+/// admission when the schema can tell, otherwise as `InvalidSpec` naming the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_provider_interval_is_reported() {
     let w = World::new("interval", sim_config(&[150])).await;
-    w.vps_rest_provider(
-        "acct",
-        "good-token",
-        json!({"pollInterval": "99999999999999h"}),
-    )
-    .await;
+    let refused =
+        w.ns.api::<VpsProvider>()
+            .patch(
+                "too-long",
+                &PatchParams::apply("vpsnap-tests").force(),
+                &Patch::Apply(json!({
+                "apiVersion": "vpsnap.dev/v1alpha1", "kind": "VpsProvider",
+                "metadata": {"name": "too-long"},
+                "spec": {"type": "VpsRest", "endpoint": w.sim.vps_rest_url(),
+                    "credentialsSecretRef": {"name": "x"}, "pollInterval": "99999999999999h"}})),
+            )
+            .await
+            .expect_err("admission refuses an interval the operator cannot hold");
+    assert!(
+        refused.to_string().contains("spec.pollInterval"),
+        "{refused}"
+    );
+    w.vps_rest_provider("acct", "good-token", json!({"pollInterval": "0s"}))
+        .await;
     let p: VpsProvider = w
         .wait_reason("acct", "Ready", "False", "InvalidSpec", T)
         .await;

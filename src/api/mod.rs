@@ -2,6 +2,7 @@
 mod backup;
 mod common;
 pub mod conditions;
+pub mod duration;
 mod provider;
 mod restore;
 mod schedule;

@@ -6,6 +6,7 @@
 pub mod backoff;
 pub mod context;
 pub mod fencing;
+pub mod gauges;
 pub mod leader;
 pub mod listings;
 pub mod outcome;
@@ -17,6 +18,7 @@ pub mod schedule;
 pub mod snapshot_backup;
 pub mod status;
 pub mod timing;
+pub mod traced;
 pub mod watch;
 
 use std::time::Duration;

@@ -22,7 +22,7 @@ use crate::api::{
 };
 use crate::telemetry::http::{self, Readiness};
 use crate::telemetry::logging::{self, LogFormat};
-use crate::telemetry::metrics::{Metrics, PhaseLabels};
+use crate::telemetry::metrics::Metrics;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ControllerArgs {
@@ -61,6 +61,8 @@ pub struct ControllerArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "VPSNAP_LOG_FORMAT")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub telemetry: logging::TelemetryArgs,
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -88,7 +90,7 @@ impl ControllerArgs {
 }
 
 pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
-    logging::init(args.log_format);
+    let telemetry = logging::init(args.log_format, &args.telemetry)?;
     let client = Client::try_default().await?;
     let metrics = Metrics::new();
     let timings = args.timings();
@@ -119,14 +121,15 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
     });
 
     let refresh_ctx = ctx.clone();
-    let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || refresh_gauges(&refresh_ctx));
-    let http = tokio::spawn(http::serve(
-        args.metrics_addr,
-        metrics.clone(),
-        ready.clone(),
+    let refresh: Arc<dyn Fn() + Send + Sync> =
+        Arc::new(move || super::gauges::refresh(&refresh_ctx));
+    let endpoints = http::Endpoints {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
         refresh,
-        shutdown(),
-    ));
+        log_level: telemetry.log_level.clone(),
+    };
+    let http = tokio::spawn(http::serve(args.metrics_addr, endpoints, shutdown()));
 
     // A standby is healthy while it waits: reporting it unready would stall rollouts and
     // node drains behind the PodDisruptionBudget. Once leading it is unready until synced.
@@ -138,6 +141,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         _ = shutdown() => return Ok(()),
     }
     ready.set(false);
+    metrics.leader.set(1);
     if *shutdown_rx.borrow() {
         return Ok(());
     }
@@ -170,7 +174,11 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown())
-        .run(provider::reconcile, provider::error_policy, ctx.clone())
+        .run(
+            super::traced::reconcile(provider::reconcile),
+            provider::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()));
 
     // One watch per kind: schedules and restores follow snapshots and backups through the
@@ -233,6 +241,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         }
     }
     leader.release().await;
+    telemetry.shutdown();
     let _ = http.await;
     Ok(())
 }
@@ -251,6 +260,7 @@ where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
     let (stream, reader) = cached::<VpsSnapshotSchedule>(client, ns);
+    let _ = super::gauges::SCHEDULES.set(reader.clone());
     let gone = futures::stream::select(
         snapshots
             .gone
@@ -265,7 +275,11 @@ where
         .owns_shared_stream(backups.changes)
         .reconcile_on(gone)
         .graceful_shutdown_on(shutdown)
-        .run(schedule::reconcile, schedule::error_policy, ctx.clone())
+        .run(
+            super::traced::reconcile(schedule::reconcile),
+            schedule::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()))
 }
 
@@ -329,7 +343,11 @@ where
             restores_woken(&by_backup, RestoreKind::Backup, b.as_ref())
         })
         .graceful_shutdown_on(shutdown)
-        .run(restore::reconcile, restore::error_policy, ctx.clone())
+        .run(
+            super::traced::reconcile(restore::reconcile),
+            restore::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()))
 }
 
@@ -436,6 +454,7 @@ where
     )
     .default_backoff()
     .modify(|o| o.managed_fields_mut().clear())
+    .inspect(crate::telemetry::queue::observe::<K>)
 }
 
 /// Another controller's view of a shared watch: the objects it changes, and the ones it
@@ -551,7 +570,7 @@ where
         )
         .graceful_shutdown_on(shutdown)
         .run(
-            snapshot_backup::reconcile::<K>,
+            super::traced::reconcile(snapshot_backup::reconcile::<K>),
             snapshot_backup::error_policy::<K>,
             ctx.clone(),
         )
@@ -562,37 +581,6 @@ where
             future::ready(())
         });
     (fut, index, followers)
-}
-
-fn refresh_gauges(ctx: &Context) {
-    fn count<K: RestorePoint>(ctx: &Context, store: Option<&Store<K>>) {
-        let Some(store) = store else { return };
-        let mut by_phase = std::collections::BTreeMap::<&'static str, i64>::new();
-        for phase in [
-            "Pending", "Creating", "Ready", "Failed", "Blocked", "Evicted", "Deleting",
-        ] {
-            by_phase.insert(phase, 0);
-        }
-        for o in store.state() {
-            let phase = o
-                .status()
-                .and_then(|s| s.phase)
-                .unwrap_or_default()
-                .as_str();
-            *by_phase.entry(phase).or_default() += 1;
-        }
-        for (phase, n) in by_phase {
-            ctx.metrics
-                .objects
-                .get_or_create(&PhaseLabels {
-                    kind: K::KIND,
-                    phase,
-                })
-                .set(n);
-        }
-    }
-    count::<VpsSnapshot>(ctx, ctx.snapshots.get().map(|i| i.store()));
-    count::<VpsBackup>(ctx, ctx.backups.get().map(|i| i.store()));
 }
 
 async fn wait_for_signal() {

@@ -1,7 +1,7 @@
 //! Per-server capacity planning: which declared objects may be created now, which provider
 //! objects must be evicted to make room, and who must wait.
 //!
-//! Rules (provider-api.md, "Safety rules"; design.md, "Garbage collection and limits"):
+//! Rules (docs/providers.md, "Safety rules"; README, "Limits and garbage collection"):
 //! - Everything the provider lists for the server occupies a slot: foreign objects,
 //!   in-progress ones and failed ones included. A create is admitted only into a slot that is
 //!   free *now*; an eviction frees its slot only once a later listing no longer shows it, so

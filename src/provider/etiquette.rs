@@ -1,27 +1,43 @@
 //! How one provider account is treated: a token bucket for the request rate, a bound on requests
 //! in flight, a pause shared by every caller after a 429, and the retry policy.
 //!
-//! The providers document no rate limits (provider-api.md, Unknown 9), so the bucket is what
+//! The providers document no rate limits (docs/providers.md, U9), so the bucket is what
 //! keeps a busy cluster polite; the pause makes every controller of the account back off
 //! together when the provider asks for it, instead of each one discovering the 429 on its own.
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::ProviderError;
+use super::endpoint::Endpoint;
+use crate::telemetry::spans;
+
+tokio::task_local! {
+    /// The HTTP status of the attempt in progress, set by the transport as the answer arrives.
+    static ATTEMPT_STATUS: Cell<Option<u16>>;
+}
+
+/// Called by the transport when an answer's status line arrived (outside an attempt: no-op).
+pub(crate) fn note_status(code: u16) {
+    let _ = ATTEMPT_STATUS.try_with(|s| s.set(Some(code)));
+}
 
 /// Receives one call per HTTP attempt and one per wait imposed by the gate; the controller
 /// plugs its metrics in here. Labels are static so metric cardinality stays bounded.
 pub trait RequestObserver: Send + Sync {
-    /// `outcome` is `"ok"` or the error class ([`ProviderError::class`]).
+    /// `outcome` is `"ok"` or the error class ([`ProviderError::class`]); `status` the HTTP
+    /// status, `None` when no answer arrived (timeout, connection failure).
     fn request(
         &self,
         provider: &'static str,
         op: &'static str,
         outcome: &'static str,
+        status: Option<u16>,
         elapsed: Duration,
     );
     /// The gate held a request back (rate limit, in-flight bound or a provider-requested pause).
@@ -33,7 +49,15 @@ pub trait RequestObserver: Send + Sync {
 pub struct NoopObserver;
 
 impl RequestObserver for NoopObserver {
-    fn request(&self, _: &'static str, _: &'static str, _: &'static str, _: Duration) {}
+    fn request(
+        &self,
+        _: &'static str,
+        _: &'static str,
+        _: &'static str,
+        _: Option<u16>,
+        _: Duration,
+    ) {
+    }
     fn throttled(&self, _: &'static str, _: Duration) {}
 }
 
@@ -315,12 +339,44 @@ impl Gate {
     }
 
     /// Runs one logical call: each attempt passes the gate and is reported to the observer;
-    /// 429s pause the whole account; idempotent calls are retried on transient failures.
+    /// 429s pause the whole account; idempotent calls are retried on transient failures. The
+    /// call is one `provider.request` span (method, endpoint template, last status, retries).
     pub async fn run<T, F, Fut>(
+        &self,
+        endpoint: &Endpoint,
+        idempotency: Idempotency,
+        attempt_fn: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let span = spans::provider_request(
+            self.provider,
+            endpoint.operation,
+            endpoint.method,
+            endpoint.template,
+        );
+        let result = self
+            .attempts(endpoint.operation, idempotency, attempt_fn, &span)
+            .instrument(span.clone())
+            .await;
+        spans::record_outcome(
+            &span,
+            match &result {
+                Ok(_) => "ok",
+                Err(e) => e.class(),
+            },
+        );
+        result
+    }
+
+    async fn attempts<T, F, Fut>(
         &self,
         op: &'static str,
         idempotency: Idempotency,
         mut attempt_fn: F,
+        span: &tracing::Span,
     ) -> Result<T, ProviderError>
     where
         F: FnMut() -> Fut,
@@ -329,17 +385,26 @@ impl Gate {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            spans::record_retries(span, attempt - 1);
             let result = {
                 let _permit = self.acquire().await?;
                 self.admit(idempotency)?;
                 let start = Instant::now();
-                let result = attempt_fn().await;
+                let (result, status) = ATTEMPT_STATUS
+                    .scope(Cell::new(None), async {
+                        let result = attempt_fn().await;
+                        (result, ATTEMPT_STATUS.with(Cell::get))
+                    })
+                    .await;
                 let outcome = match &result {
                     Ok(_) => "ok",
                     Err(e) => e.class(),
                 };
+                if let Some(code) = status {
+                    spans::record_status(span, code);
+                }
                 self.observer
-                    .request(self.provider, op, outcome, start.elapsed());
+                    .request(self.provider, op, outcome, status, start.elapsed());
                 result
             };
             let err = match result {
@@ -400,7 +465,14 @@ mod tests {
     }
 
     impl RequestObserver for Recorder {
-        fn request(&self, _: &'static str, op: &'static str, outcome: &'static str, _: Duration) {
+        fn request(
+            &self,
+            _: &'static str,
+            op: &'static str,
+            outcome: &'static str,
+            _: Option<u16>,
+            _: Duration,
+        ) {
             lock(&self.requests).push((op, outcome));
         }
         fn throttled(&self, _: &'static str, waited: Duration) {
@@ -421,10 +493,14 @@ mod tests {
                 let deadline = Instant::now() + Duration::from_secs(2);
                 send_by(
                     deadline,
-                    gate.run("create_snapshot", Idempotency::NonIdempotent, || {
-                        sent.fetch_add(1, Ordering::SeqCst);
-                        async { Ok::<_, ProviderError>(()) }
-                    }),
+                    gate.run(
+                        &crate::provider::endpoint::vps_rest::CREATE_SNAPSHOT,
+                        Idempotency::NonIdempotent,
+                        || {
+                            sent.fetch_add(1, Ordering::SeqCst);
+                            async { Ok::<_, ProviderError>(()) }
+                        },
+                    ),
                 )
                 .await
             })
@@ -439,9 +515,11 @@ mod tests {
         assert_eq!(sent.load(Ordering::SeqCst), 0, "a late create was sent");
         let in_time = send_by(
             Instant::now() + Duration::from_secs(2),
-            gate.run("create_snapshot", Idempotency::NonIdempotent, || async {
-                Ok::<_, ProviderError>(())
-            }),
+            gate.run(
+                &crate::provider::endpoint::vps_rest::CREATE_SNAPSHOT,
+                Idempotency::NonIdempotent,
+                || async { Ok::<_, ProviderError>(()) },
+            ),
         )
         .await;
         assert!(in_time.is_ok());
@@ -474,7 +552,11 @@ mod tests {
             Idempotency::NonIdempotent,
         ] {
             let result = gate
-                .run("op", idempotency, || async { Ok::<_, ProviderError>(()) })
+                .run(
+                    &crate::provider::endpoint::vps_rest::LIST_SNAPSHOTS,
+                    idempotency,
+                    || async { Ok::<_, ProviderError>(()) },
+                )
                 .await;
             assert!(
                 matches!(result, Err(ProviderError::Fenced(ref m)) if m.contains(&format!("{}", idempotency.mutates())))
@@ -587,7 +669,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let errors = Mutex::new(errors);
         let result = gate
-            .run("op", idempotency, || {
+            .run(&OP, idempotency, || {
                 calls.fetch_add(1, Ordering::SeqCst);
                 let next = lock(&errors).pop();
                 async move {
@@ -600,6 +682,12 @@ mod tests {
             .await;
         (result, calls.load(Ordering::SeqCst))
     }
+
+    const OP: Endpoint = Endpoint {
+        operation: "op",
+        method: "GET",
+        template: "things/",
+    };
 
     fn transient() -> ProviderError {
         ProviderError::Transient("boom".into())

@@ -5,6 +5,7 @@
 //! (token bucket + in-flight bound + retry policy) → HTTP (`transport`).
 
 mod client;
+pub mod endpoint;
 mod error;
 mod etiquette;
 mod model;
@@ -18,6 +19,7 @@ mod zomro_json;
 mod test_support;
 
 pub use client::ProviderClient;
+pub use endpoint::Endpoint;
 pub use error::{ProviderError, RetryAdvice};
 pub use etiquette::{
     Fence, Gate, GateLimits, GatePermit, Idempotency, NoopObserver, RequestObserver, RetryPolicy,

@@ -144,6 +144,7 @@ pub(crate) async fn send(
         .await
         .map_err(|e| transport_error(&e, secrets))?;
     let status = response.status();
+    super::etiquette::note_status(status.as_u16());
     let retry_after = parse_retry_after(response.headers(), jiff::Timestamp::now());
     let mut body = Vec::new();
     while let Some(chunk) = response

@@ -1,6 +1,6 @@
 //! Provider simulator serving both provider APIs from memory over real HTTP.
 //!
-//! Written from `provider-api.md` alone, independently of `crate::provider`, so that contract
+//! Written from `docs/providers.md` alone, independently of `crate::provider`, so that contract
 //! tests pitting the clients against it can catch a misreading on either side.
 //!
 //! - VpsRest under `/api/v1/` (paths only with their trailing slash; without it: 404).

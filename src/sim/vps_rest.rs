@@ -24,7 +24,7 @@ use std::sync::Arc;
 type Sh = State<Arc<Sim>>;
 type Ci = ConnectInfo<Conn>;
 
-/// Longest accepted snapshot name: the real limit is undocumented (Unknowns 4).
+/// Longest accepted snapshot name: the real limit is undocumented (docs/providers.md, U4).
 pub const MAX_NAME_LEN: usize = 255;
 
 pub fn routes() -> Router<Arc<Sim>> {

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use tracing::Instrument;
 
 use super::claim;
 use super::decide::{self, CleanupStep, CreateAnswer, Requeue, Step, Verdict, Victim};
@@ -24,6 +25,7 @@ use crate::controller::registry::ProviderHandle;
 use crate::controller::{Error, ProviderStep, WriteStep, status, timing};
 use crate::provider::ProviderError;
 use crate::telemetry::metrics::KindLabels;
+use crate::telemetry::spans;
 
 /// What a step acts on: the object as the facts saw it, and the server it holds.
 pub struct Act<'a, K: RestorePoint> {
@@ -123,6 +125,7 @@ impl<K: RestorePoint> Act<'_, K> {
             Timestamp::now(),
         );
         if let Some(written) = status::write(&self.api(), seen.as_ref(), seen.status(), &desired)
+            .instrument(spans::status_write(K::KIND))
             .await
             .map_err(|e| Error::write(WriteStep::Status, e))?
         {
@@ -150,6 +153,7 @@ impl<K: RestorePoint> Act<'_, K> {
 
     async fn claim(&self, seen: &Arc<K>, create_at: Option<Timestamp>) -> Result<K, Error> {
         let written = claim::claim(&self.api(), seen.as_ref(), create_at)
+            .instrument(spans::claim(create_at.is_some()))
             .await
             .map_err(|e| Error::write(WriteStep::Claim, e))?;
         self.record(seen.as_ref(), written.clone());
@@ -259,6 +263,7 @@ impl<K: RestorePoint> Act<'_, K> {
         );
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         if let Some(written) = status::write(&api, seen.as_ref(), seen.status(), &marked)
+            .instrument(spans::status_write(K::KIND))
             .await
             .map_err(|e| Error::write(WriteStep::EvictionMark, e))?
         {

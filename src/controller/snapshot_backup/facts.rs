@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
+use tracing::Instrument;
 
 use super::claim;
 use super::index::{ObjKey, RestoreUse, server_key};
@@ -20,6 +21,7 @@ use crate::controller::context::Context;
 use crate::controller::listings::{Item, ServerGuard, ServerListing};
 use crate::controller::registry::{Lookup, ProviderHandle};
 use crate::provider::ProviderError;
+use crate::telemetry::spans;
 
 /// One declared object, as any decision sees it (the one reconciled or a neighbour).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,6 +196,7 @@ pub async fn server<K: RestorePoint>(
     };
     let listing = guard
         .listing(max_age, || K::list(&handle.client, key.server))
+        .instrument(spans::listing(key.server, K::CLASS.as_str()))
         .await?;
     let me = ObjKey::of(obj);
     let uses = restore_uses(ctx, &key);
