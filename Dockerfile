@@ -9,8 +9,12 @@
 # reading. Needs BuildKit (the default builder since Docker 23) for the cache mounts.
 
 ARG RUST_VERSION=1.95
+# Cargo features of the image's binary: `otel` lets the chart's `tracing.enabled` export traces
+# (docs/operations.md); build with --build-arg FEATURES= for a binary without OpenTelemetry.
+ARG FEATURES=otel
 
 FROM rust:${RUST_VERSION}-bookworm AS build
+ARG FEATURES
 WORKDIR /src
 COPY . .
 # glibc build on bookworm (glibc 2.36) for distroless cc-debian12 (glibc 2.36). TLS is rustls +
@@ -19,7 +23,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin vpsnap \
+    cargo build --release --locked --bin vpsnap --features "$FEATURES" \
  && install -D -m 0755 target/release/vpsnap /out/vpsnap
 
 # cc-debian12: glibc and libgcc_s for the Rust binary, CA certificates for TLS to provider APIs;

@@ -64,23 +64,38 @@ expect_kinds() { # NAME WANT ARGS...: the sorted kind counts of the rendered out
 
 step "helm template --kube-version $kube_version"
 expect_kinds defaults \
-  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;"
+  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: Pod; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;"
+expect_kinds "defaults without the helm test hook" \
+  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
+  --skip-tests
 expect_kinds watchNamespace \
   " 1 kind: Deployment; 2 kind: Role; 2 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
-  --set watchNamespace=tenant-a
+  --set watchNamespace=tenant-a --skip-tests
 expect_kinds "replicas=2 (PDB)" \
   " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: PodDisruptionBudget; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
-  --set replicas=2
+  --set replicas=2 --skip-tests
 expect_kinds "serviceMonitor" \
   " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount; 1 kind: ServiceMonitor;" \
-  --set serviceMonitor.enabled=true
+  --set serviceMonitor.enabled=true --skip-tests
 expect_kinds "rbac.aggregateToUserRoles (kubectl vpsnap users)" \
   " 3 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
-  --set rbac.aggregateToUserRoles=true
-expect_kinds "no leader election, no RBAC, no Service" \
+  --set rbac.aggregateToUserRoles=true --skip-tests
+expect_kinds "every monitoring opt-in" \
+  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: ConfigMap; 1 kind: Deployment; 1 kind: NetworkPolicy; 1 kind: PrometheusRule; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount; 1 kind: ServiceMonitor;" \
+  --set serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true \
+  --set networkPolicy.enabled=true --skip-tests
+expect_kinds "no leader election, no RBAC, no Service, no tests" \
   " 1 kind: Deployment;" \
   --set leaderElection.enabled=false --set rbac.create=false --set serviceAccount.create=false \
-  --set serviceAccount.name=existing --set metrics.service.enabled=false
+  --set serviceAccount.name=existing --set metrics.service.enabled=false --set tests.enabled=false
+if ! render --set prometheusRule.enabled=true --set 'prometheusRule.disabledAlerts={VpsnapScheduleRunsMissed}' \
+  --set prometheusRule.for.VpsnapLimitReached=4h --set prometheusRule.additionalLabels.team=platform >"$tmp/rules" \
+  || grep -q VpsnapScheduleRunsMissed "$tmp/rules" || ! grep -q "for: 4h" "$tmp/rules" || ! grep -q "team: platform" "$tmp/rules"; then
+  bad "prometheusRule.disabledAlerts / .for / .additionalLabels do not reach the rules"
+fi
+if ! render --set tracing.enabled=true --set tracing.endpoint=http://collector:4318 | grep -q -- '--otel-traces'; then
+  bad "tracing.enabled does not reach the controller's arguments"
+fi
 if ! render --set watchNamespace=tenant-a | grep -q -- '--watch-namespace=tenant-a'; then
   bad "watchNamespace does not reach the controller's arguments"
 fi
@@ -107,6 +122,14 @@ expect_failure "replicas=2 without leader election" "requires leaderElection.ena
   --set replicas=2 --set leaderElection.enabled=false
 expect_failure "serviceMonitor without Service" "requires metrics.service.enabled=true" \
   --set serviceMonitor.enabled=true --set metrics.service.enabled=false
+expect_failure "helm test without Service" "tests.enabled=true requires metrics.service.enabled=true" \
+  --set metrics.service.enabled=false
+expect_failure "an alert that does not exist" "/prometheusRule/disabledAlerts/0" \
+  --set 'prometheusRule.disabledAlerts={VpsnapTypo}'
+expect_failure "tracing without an endpoint" "tracing.endpoint is required" \
+  --set tracing.enabled=true
+expect_failure "tracing protocol" "/tracing/protocol" \
+  --set tracing.enabled=true --set tracing.endpoint=http://c:4317 --set tracing.protocol=thrift
 
 step "kubectl kustomize deploy/"
 if [ -x "$KUBECTL" ]; then
@@ -129,7 +152,7 @@ if [ $cluster = 1 ]; then
   k create namespace tenant-a >/dev/null
   k create namespace vpsnap-scoped >/dev/null
   "$HELM" template scoped "$chart" --namespace vpsnap-scoped --kube-version "$kube_version" \
-    --set watchNamespace=tenant-a --set replicas=2 >"$tmp/scoped.yaml"
+    --set watchNamespace=tenant-a --set replicas=2 --skip-tests >"$tmp/scoped.yaml"
   k apply --server-side -f "$tmp/scoped.yaml" >"$tmp/apply" 2>&1 || { cat "$tmp/apply"; bad "apply of the watchNamespace rendering"; }
   # The opt-in user roles (aggregated into view/edit/admin) are valid objects too.
   "$HELM" template users "$chart" --namespace vpsnap-users --kube-version "$kube_version" \

@@ -26,7 +26,9 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Run the provider simulator (both provider APIs, in memory, on 127.0.0.1).
-    Sim(vpsnap::sim::SimArgs),
+    Sim(Box<vpsnap::sim::SimArgs>),
+    /// GET a URL and succeed only on a 2xx answer (the chart's `helm test` checks `/readyz` so).
+    Probe(vpsnap::telemetry::probe::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,7 +36,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crd { out } => print_crds(out),
         Command::Controller(args) => runtime().block_on(vpsnap::controller::run(args)),
-        Command::Sim(args) => runtime().block_on(vpsnap::sim::run(args)),
+        Command::Sim(args) => runtime().block_on(vpsnap::sim::run(*args)),
+        Command::Probe(args) => runtime().block_on(vpsnap::telemetry::probe::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! Contract tests: the real provider clients against the independently written simulator,
 //! over real HTTP on 127.0.0.1, for every operation and every documented status code. A
-//! misreading of provider-api.md by either side shows up here.
+//! misreading of docs/providers.md by either side shows up here.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ fn config(endpoint: String, credentials: Credentials) -> ProviderConfig {
         request_timeout: Duration::from_secs(5),
         snapshot_limit: 5,
         backup_limit: 10,
+        fence: None,
     }
 }
 

@@ -124,6 +124,26 @@ async fn admission_accepts_valid_and_rejects_bad_snapshots() {
         "{msg}"
     );
 
+    // One duration grammar: what the apiserver admits is exactly what the operator parses.
+    for (i, deadline) in ["1h30m", "90s", "250ms"].iter().enumerate() {
+        let spec =
+            json!({"providerRef": {"name": "p"}, "serverId": 1, "failureDeadline": deadline});
+        create(&api, with_ns(snapshot(&format!("deadline-{i}"), spec)))
+            .await
+            .unwrap_or_else(|e| panic!("failureDeadline {deadline} refused: {e}"));
+        vpsnap::api::duration::parse(deadline).expect("the operator parses what was admitted");
+    }
+    for deadline in ["", "30", "1m1h", "1h1h", "1.5h", "2d", "5 m", "1234567890s"] {
+        let spec =
+            json!({"providerRef": {"name": "p"}, "serverId": 1, "failureDeadline": deadline});
+        let msg = rejection(create(&api, with_ns(snapshot("bad-deadline", spec))).await);
+        assert!(msg.contains("spec.failureDeadline"), "{deadline:?}: {msg}");
+        assert!(
+            vpsnap::api::duration::parse(deadline).is_err(),
+            "{deadline:?}"
+        );
+    }
+
     // Identity fields are immutable.
     let pp = PatchParams::default();
     let err = api

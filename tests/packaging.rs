@@ -214,13 +214,7 @@ async fn two_replicas_one_leader_and_a_handover() {
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "leader").await;
     let sim = simulator(sim_config(&[900])).await;
-    let args = [
-        "--leader-election",
-        "--lease-namespace",
-        ns.name.as_str(),
-        "--lease-duration-secs",
-        "6",
-    ];
+    let args = fast_lease(&ns.name);
     let a = Operator::start_named(&ns.name, "replica-a", &args, None).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let b = Operator::start_named(&ns.name, "replica-b", &args, None).await;
@@ -330,16 +324,7 @@ async fn readyz_is_503_until_caches_sync() {
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "ready").await;
     let op = Operator::start(&ns.name).await;
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = op.try_get("/readyz").await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(start.elapsed() < T, "never became ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    op.wait_ready(T).await;
     op.kill().await;
     ns.delete().await;
 }

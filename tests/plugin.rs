@@ -538,6 +538,66 @@ async fn run_makes_one_child_per_server_even_when_the_annotation_is_reapplied() 
     w.stop().await;
 }
 
+/// End to end: the operator publishes what it listed; `servers` shows the foreign snapshot on
+/// a full server and the oldest evictable one as the next to go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_shows_what_the_operator_listed() {
+    let (w, kc) = world(
+        "plug-listed",
+        &[750],
+        json!({"limits": {"snapshotsPerServer": 3}}),
+    )
+    .await;
+    let ns = w.ns.name.clone();
+    let foreign = w.sim.add_foreign_snapshot(750, "by-hand", false);
+    w.snapshot("older", "acct", 750, json!({"evictable": true}))
+        .await;
+    let older: VpsSnapshot = w.wait_ready("older", T).await;
+    w.snapshot("newer", "acct", 750, json!({"evictable": true}))
+        .await;
+    w.wait_ready::<VpsSnapshot>("newer", T).await;
+    let older_id = older.status.unwrap().provider_id.unwrap();
+
+    // Published within a few publishing intervals of the listing that saw all three.
+    let start = std::time::Instant::now();
+    let entry = loop {
+        let run = plugin(&kc, &ns, &["servers", "-o", "json"], None).await;
+        assert_eq!(run.code, 0, "{run:?}");
+        let rows = run.json();
+        let entry = rows.as_array().and_then(|rows| {
+            rows.iter()
+                .find(|r| r["serverId"] == 750 && r["class"] == "Snapshot" && r["used"] == 3)
+                .cloned()
+        });
+        if let Some(entry) = entry {
+            break entry;
+        }
+        assert!(
+            start.elapsed() < T,
+            "never published a full server 750: {rows}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(entry["limit"], 3, "{entry}");
+    let items = entry["items"].as_array().expect("items");
+    let by_id = |id: &str| items.iter().find(|i| i["id"] == id).cloned();
+    let hand = by_id(&foreign.to_string()).expect("the foreign snapshot is listed");
+    assert_eq!(hand["owner"], "Foreign", "{hand}");
+    let ours = by_id(&older_id).expect("ours is listed");
+    assert_eq!(
+        (&ours["owner"], &ours["object"]),
+        (&json!("Declared"), &json!("older"))
+    );
+    assert_eq!(
+        entry["nextEvictions"][0], older_id,
+        "the oldest evictable goes next, never the foreign one: {entry}"
+    );
+    let table = plugin(&kc, &ns, &["servers", "--server", "750"], None).await;
+    assert_eq!(table.code, 0, "{table:?}");
+    assert!(table.stdout.contains("not made by vpsnap"), "{table:?}");
+    w.stop().await;
+}
+
 /// The publisher (with plain data standing in for the operator's server index) and the plugin
 /// reading it back through the API, with the user's Role.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -568,6 +628,7 @@ async fn servers_shows_published_occupancy_with_foreign_snapshots_and_the_next_e
             created_at: Some(format!("2026-11-{day:02}T02:00:00Z")),
             owner,
             object: object.map(str::to_owned),
+            leaving: false,
             pinned: false,
             evictable,
         };

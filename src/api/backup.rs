@@ -51,6 +51,6 @@ pub struct VpsBackupSpec {
     pub evictable: bool,
     /// How long creation may take before the object is marked `Stalled`, e.g. `2h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = super::duration::PATTERN), length(min = 1))]
     pub failure_deadline: Option<String>,
 }

@@ -101,54 +101,7 @@ pub struct RestorePointStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// Parses the duration format the schema admits (`^([0-9]+(ms|s|m|h))+$`), e.g. `1h30m`.
+/// Parses a duration of the CRDs' grammar (see [`super::duration`]), e.g. `1h30m`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let mut total = std::time::Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return Err("empty duration: use e.g. 30s, 5m or 1h".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!(
-                "{text:?} is not a duration: use e.g. 30s, 5m or 1h"
-            ));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{text:?}: number too large"))?;
-        rest = &rest[digits..];
-        let (unit, len) = if rest.starts_with("ms") {
-            (std::time::Duration::from_millis(1), 2)
-        } else if rest.starts_with('s') {
-            (std::time::Duration::from_secs(1), 1)
-        } else if rest.starts_with('m') {
-            (std::time::Duration::from_secs(60), 1)
-        } else if rest.starts_with('h') {
-            (std::time::Duration::from_secs(3600), 1)
-        } else {
-            return Err(format!("{text:?}: unit must be ms, s, m or h"));
-        };
-        total += unit * u32::try_from(n).map_err(|_| format!("{text:?}: number too large"))?;
-        rest = &rest[len..];
-    }
-    Ok(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("m").is_err());
-    }
+    super::duration::parse(text)
 }

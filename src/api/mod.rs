@@ -2,6 +2,7 @@
 mod backup;
 mod common;
 pub mod conditions;
+pub mod duration;
 mod occupancy;
 mod provider;
 mod restore;

@@ -161,6 +161,10 @@ pub struct Occupant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
     pub owner: OwnerKind,
+    /// Being deleted (by the provider, or by vpsnap and still listed): it counts against the
+    /// limit until the provider stops listing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
     /// Declared only: the object's name (same namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,

@@ -57,11 +57,11 @@ pub struct VpsProviderSpec {
     pub limits: ProviderLimits,
     /// How often in-flight operations are polled, e.g. `15s`.
     #[serde(default = "default_poll_interval")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = super::duration::PATTERN), length(min = 1))]
     pub poll_interval: String,
     /// How often a server whose objects are all settled is listed again, e.g. `10m`.
     #[serde(default = "default_resync_interval")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = super::duration::PATTERN), length(min = 1))]
     pub resync_interval: String,
     /// Requests per second to this account, shared by all controllers.
     #[serde(default = "default_rps")]
@@ -116,7 +116,7 @@ pub struct DeletionBreaker {
     pub max_deletions: i32,
     /// Length of the window, e.g. `5m`.
     #[serde(default = "default_breaker_window")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = super::duration::PATTERN), length(min = 1))]
     pub window: String,
 }
 

@@ -73,11 +73,11 @@ pub struct VpsSnapshotScheduleSpec {
     /// A missed run (operator down) still starts if it is at most this late, e.g. `10m`.
     /// Unset: the latest missed run always starts, once. Older missed runs never do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = super::duration::PATTERN), length(min = 1))]
     pub starting_deadline: Option<String>,
     /// Upper bound of the stable per-schedule delay that spreads a fleet's schedules.
     #[serde(default = "default_jitter")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = super::duration::PATTERN), length(min = 1))]
     pub max_jitter: String,
     /// Which children to keep: the union of every rule. No rule: keep everything.
     #[serde(default)]
@@ -107,7 +107,7 @@ pub struct RetentionSpec {
     pub keep_last: Option<i32>,
     /// Keep every completed child younger than this, e.g. `72h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = super::duration::PATTERN), length(min = 1))]
     pub max_age: Option<String>,
     /// Keep the newest completed child of each of the last N hours / days / weeks / months /
     /// years (calendar periods in `timeZone`; periods without a child use no slot).
@@ -140,7 +140,7 @@ pub struct ChildTemplate {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = super::duration::PATTERN), length(min = 1))]
     pub failure_deadline: Option<String>,
 }
 

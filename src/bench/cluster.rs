@@ -60,26 +60,15 @@ pub async fn install_crds(client: &Client) -> Result<Vec<String>> {
             Err(e) => return Err(format!("installing CRD {name}: {e}").into()),
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
     for (name, _) in &installed {
-        loop {
-            let established = api
-                .get(name)
-                .await?
-                .status
-                .and_then(|s| s.conditions)
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                });
-            if established {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!("CRD {name} not Established after 60 s").into());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let established = kube::runtime::wait::await_condition(
+            api.clone(),
+            name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(Duration::from_secs(60), established)
+            .await
+            .map_err(|_| format!("CRD {name} not Established after 60 s"))??;
     }
     Ok(installed.into_iter().map(|(_, kind)| kind).collect())
 }

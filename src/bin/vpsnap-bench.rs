@@ -33,7 +33,7 @@ use vpsnap::bench::procfs::{ProcStats, RssSampler};
 use vpsnap::bench::report::{Table, Verdict, mib, quantile, secs};
 use vpsnap::bench::watch::WriteCounter;
 use vpsnap::bench::{BoxError, Result};
-use vpsnap::controller::ownership;
+use vpsnap::controller::snapshot_backup::claim as ownership;
 use vpsnap::sim::{Faults, SimConfig, SimHandle};
 
 const PROVIDER: &str = "bench";

@@ -21,7 +21,7 @@ use vpsnap::bench::Result;
 use vpsnap::bench::cluster::{self, ProviderSetup};
 use vpsnap::bench::operator::{Operator, OperatorSpec, default_operator_bin};
 use vpsnap::bench::report::{Table, Verdict, secs};
-use vpsnap::controller::restore_point::RestorePoint;
+use vpsnap::controller::snapshot_backup::RestorePoint;
 use vpsnap::sim::{Faults, ObjectKind, Record, SimConfig, SimHandle, SimStatus};
 
 const PROVIDER: &str = "chaos";
@@ -550,6 +550,7 @@ fn fault_mix(rng: &mut StdRng, index: u64) -> Faults {
         unknown_status_rate: 0.0,
         shuffle_lists: rng.random_bool(0.5),
         zomro_quirky_elem: false,
+        ..Faults::default()
     };
     if calm { Faults::default() } else { f }
 }
@@ -911,6 +912,8 @@ async fn unconverged_objects(
                 let stalled = cluster::condition_of_value(&v, "Stalled");
                 match (ready, stalled) {
                     (Some((s, _, _)), _) if s == "True" && !deleting => None,
+                    // Evicted is final and settled (kstatus Current), not a failure.
+                    (Some((s, r, _)), _) if s == "False" && r == "Evicted" && !deleting => None,
                     (_, Some((s, r, m)))
                         if s == "True"
                             && !r.is_empty()

@@ -6,34 +6,45 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use super::backoff::Backoff;
+use super::fencing::{LeaseFence, Timings};
 use super::listings::Listings;
 use super::registry::Registry;
+use super::snapshot_backup::facts::Sent;
+use super::snapshot_backup::index::{Index, RestoreUses};
 use crate::api::{VpsBackup, VpsProvider, VpsRestore, VpsSnapshot};
 use crate::telemetry::metrics::Metrics;
 
 pub struct Context {
     pub client: Client,
+    /// Lease, request-timeout and grace timings (see `fencing`).
+    pub timings: Timings,
+    /// This process's leadership, checked by every provider gate (with leader election).
+    pub fence: Option<Arc<LeaseFence>>,
     pub registry: Registry,
     pub listings: Listings,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub backoff: Backoff,
-    /// Status writes whose watch events may not be in the cache yet.
-    pub written: super::status::Written,
-    /// Markers of creates this process sent, so a stale cache read is not reported as an
-    /// adoption after a crash.
-    pub created: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Caches of the controllers, filled once they start (used to see every declared object
-    /// on a server when planning, and to map watch events to objects).
+    /// Creates this process sent whose id is not recorded yet: finding one is no adoption.
+    pub sent: Sent,
+    /// Caches of the controllers, filled once they start.
     pub providers: OnceLock<Store<VpsProvider>>,
-    pub snapshots: OnceLock<Store<VpsSnapshot>>,
-    pub backups: OnceLock<Store<VpsBackup>>,
-    /// Unfinished restores pin their source: it must not be evicted under them.
+    /// Declared snapshots and backups by server, with this process's own writes.
+    pub snapshots: OnceLock<Arc<Index<VpsSnapshot>>>,
+    pub backups: OnceLock<Arc<Index<VpsBackup>>>,
     pub restores: OnceLock<Store<VpsRestore>>,
+    /// Unfinished restores pin their source: it must not be evicted under them.
+    pub restore_uses: OnceLock<Arc<RestoreUses>>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+        timings: Timings,
+        fence: Option<Arc<LeaseFence>>,
+    ) -> Arc<Self> {
         let reporter = Reporter {
             controller: "vpsnap".into(),
             instance,
@@ -41,16 +52,18 @@ impl Context {
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            timings,
+            fence,
             registry: Registry::default(),
             backoff: Backoff::default(),
-            written: Default::default(),
-            created: Default::default(),
+            sent: Default::default(),
             listings: Listings::default(),
             metrics,
             providers: OnceLock::new(),
             snapshots: OnceLock::new(),
             backups: OnceLock::new(),
             restores: OnceLock::new(),
+            restore_uses: OnceLock::new(),
         })
     }
 

@@ -3,15 +3,16 @@
 //! A reconcile asks for the server's listing no older than some age: a fresh enough cached
 //! listing is reused, otherwise one caller lists while the others wait on the same per-server
 //! lock and then reuse its answer. The same lock serialises plan-and-act on a server, so two
-//! objects never both take its last free slot.
-use std::collections::HashMap;
+//! objects never both take its last free slot. A slot frees only when a listing no longer
+//! shows its object.
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::registry::ProviderKey;
-use crate::provider::{ProviderClient, ProviderError, RemoteBackup, RemoteSnapshot, RemoteState};
+use crate::provider::{Listing, ProviderError, RemoteBackup, RemoteSnapshot, RemoteState};
 
 /// Snapshots and backups have separate limits and separate lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,7 +95,12 @@ pub struct ServerKey {
 #[derive(Default)]
 struct Slot {
     listing: Option<ServerListing>,
+    /// Provider ids this process deleted that the provider may still list for a while.
+    deleting: HashMap<String, Instant>,
 }
+
+/// A delete the provider accepted but still lists after this long is sent again.
+const DELETE_PATIENCE: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
 pub struct Listings {
@@ -129,6 +135,32 @@ impl Listings {
         }
     }
 
+    /// The cached listings of `provider`'s servers of one class, with the ids being deleted,
+    /// as they are now. A server whose lock is held right now is left out (it is busy
+    /// being listed or acted on; the next look sees it): this never waits.
+    pub fn cached(
+        &self,
+        provider: &ProviderKey,
+        class: Class,
+    ) -> Vec<(ServerKey, ServerListing, BTreeSet<String>)> {
+        let slots: Vec<(ServerKey, Arc<AsyncMutex<Slot>>)> = self
+            .slots
+            .lock()
+            .expect("listings lock")
+            .iter()
+            .filter(|(k, _)| &k.provider == provider && k.class == class)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        slots
+            .into_iter()
+            .filter_map(|(key, slot)| {
+                let slot = slot.try_lock().ok()?;
+                let listing = slot.listing.clone()?;
+                Some((key, listing, slot.deleting.keys().cloned().collect()))
+            })
+            .collect()
+    }
+
     /// Drops cached listings of a provider (its client or credentials changed).
     pub fn forget_provider(&self, provider: &ProviderKey) {
         self.slots
@@ -155,13 +187,16 @@ impl ServerGuard {
             .filter(|d| !d.is_zero())
     }
 
-    /// The listing, from cache when younger than `max_age`, else from one list call.
-    pub async fn listing(
+    /// The listing, from cache when younger than `max_age`, else from one `fetch`.
+    pub async fn listing<F, Fut>(
         &mut self,
-        client: &ProviderClient,
-        key: &ServerKey,
         max_age: Duration,
-    ) -> Result<ServerListing, ProviderError> {
+        fetch: F,
+    ) -> Result<ServerListing, ProviderError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Listing<Item>, ProviderError>>,
+    {
         if let Some(l) = &self.guard.listing
             && l.fetched.elapsed() < max_age
         {
@@ -169,26 +204,17 @@ impl ServerGuard {
         }
         let fetched = Instant::now();
         let fetched_at = jiff::Timestamp::now();
-        let listing = match key.class {
-            Class::Snapshot => {
-                let l = client.list_snapshots(key.server).await?;
-                ServerListing {
-                    items: l.items.into_iter().map(Item::from).collect(),
-                    complete: l.complete,
-                    fetched,
-                    fetched_at,
-                }
-            }
-            Class::Backup => {
-                let l = client.list_backups(key.server).await?;
-                ServerListing {
-                    items: l.items.into_iter().map(Item::from).collect(),
-                    complete: l.complete,
-                    fetched,
-                    fetched_at,
-                }
-            }
+        let l = fetch().await?;
+        let listing = ServerListing {
+            items: l.items,
+            complete: l.complete,
+            fetched,
+            fetched_at,
         };
+        let listed: BTreeSet<&str> = listing.items.iter().map(|i| i.id.as_str()).collect();
+        self.guard
+            .deleting
+            .retain(|id, at| listed.contains(id.as_str()) && at.elapsed() < DELETE_PATIENCE);
         self.guard.listing = Some(listing.clone());
         Ok(listing)
     }
@@ -202,11 +228,15 @@ impl ServerGuard {
         }
     }
 
-    /// Records a confirmed deletion.
-    pub fn remove(&mut self, id: &str) {
-        if let Some(l) = &mut self.guard.listing {
-            l.items.retain(|i| i.id != id);
-        }
+    /// Records a delete the provider accepted. The object keeps its slot until a listing
+    /// no longer shows it: a provider may delete in the background and count it meanwhile.
+    pub fn note_deleting(&mut self, id: &str) {
+        self.guard.deleting.insert(id.to_string(), Instant::now());
+    }
+
+    /// Provider ids whose delete was accepted and that were still listed last time.
+    pub fn deleting(&self) -> BTreeSet<String> {
+        self.guard.deleting.keys().cloned().collect()
     }
 
     /// Forces the next reader to list again (an outcome we could not observe).

@@ -27,7 +27,14 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde_json::json;
 
-use crate::api::{ServerOccupancyStatus, VpsOccupancy, VpsOccupancyStatus, VpsProvider};
+use super::context::Context;
+use super::listings::Class;
+use super::snapshot_backup as sb;
+use crate::api::{
+    BlockedObject, OccupancyClass, Occupant, OccupantState, OwnerKind, ServerOccupancyStatus,
+    VpsBackup, VpsOccupancy, VpsOccupancyStatus, VpsProvider, VpsSnapshot,
+};
+use crate::provider::RemoteState;
 
 /// Field manager of every write.
 pub const MANAGER: &str = "vpsnap-occupancy";
@@ -57,6 +64,104 @@ pub trait Source: Send + Sync {
     fn accounts(&self) -> Vec<Account>;
     /// Every server and class of `account` the operator knows.
     fn occupancy(&self, account: &Account) -> Vec<ServerOccupancyStatus>;
+}
+
+/// The operator's own view: the providers it caches and, per account, the occupancy its
+/// server index derives from the cached listings (`snapshot_backup::occupancy`).
+pub struct ContextSource(pub Arc<Context>);
+
+impl Source for ContextSource {
+    fn accounts(&self) -> Vec<Account> {
+        let Some(store) = self.0.providers.get() else {
+            return Vec::new();
+        };
+        let mut accounts: Vec<Account> = store
+            .state()
+            .iter()
+            .filter_map(|p| {
+                Some(Account {
+                    namespace: p.metadata.namespace.clone()?,
+                    name: p.metadata.name.clone()?,
+                    uid: p.metadata.uid.clone()?,
+                })
+            })
+            .collect();
+        accounts.sort();
+        accounts
+    }
+
+    fn occupancy(&self, account: &Account) -> Vec<ServerOccupancyStatus> {
+        let key = (account.namespace.clone(), account.name.clone());
+        let mut all = sb::occupancy::of_account::<VpsSnapshot>(&self.0, &key);
+        all.extend(sb::occupancy::of_account::<VpsBackup>(&self.0, &key));
+        all.into_iter().map(published).collect()
+    }
+}
+
+/// Labels are names or descriptions at the provider: enough of them to recognise one.
+const LABEL_CHARS: usize = 100;
+
+/// The index's view of one server and class, as published.
+pub fn published(o: sb::occupancy::ServerOccupancy) -> ServerOccupancyStatus {
+    // Declared objects are `namespace/name`; the occupancy object lives in that namespace.
+    let name = |key: &str| key.rsplit('/').next().unwrap_or(key).to_owned();
+    let items = o
+        .items
+        .into_iter()
+        .map(|i| {
+            let (owner, object, pinned, evictable) = match i.owner {
+                sb::occupancy::OccupantOwner::Foreign => (OwnerKind::Foreign, None, false, false),
+                sb::occupancy::OccupantOwner::Automatic => {
+                    (OwnerKind::Automatic, None, false, false)
+                }
+                sb::occupancy::OccupantOwner::Declared {
+                    object,
+                    pinned,
+                    evictable,
+                } => (OwnerKind::Declared, Some(name(&object)), pinned, evictable),
+            };
+            Occupant {
+                id: i.id,
+                label: Some(i.label.chars().take(LABEL_CHARS).collect::<String>())
+                    .filter(|l| !l.is_empty()),
+                provider_status: Some(i.raw_status).filter(|s| !s.is_empty()),
+                state: match i.state {
+                    RemoteState::Pending => OccupantState::InProgress,
+                    RemoteState::Ready => OccupantState::Completed,
+                    RemoteState::Failed => OccupantState::Failed,
+                    RemoteState::Gone | RemoteState::Unknown => OccupantState::Unknown,
+                },
+                created_at: i.created_at.map(|t| t.to_string()),
+                owner,
+                leaving: i.leaving,
+                object,
+                pinned,
+                evictable,
+            }
+        })
+        .collect::<Vec<_>>();
+    ServerOccupancyStatus {
+        server_id: i64::try_from(o.server).unwrap_or(i64::MAX),
+        class: match o.class {
+            Class::Snapshot => OccupancyClass::Snapshot,
+            Class::Backup => OccupancyClass::Backup,
+        },
+        limit: o.limit as i64,
+        used: items.len() as i64,
+        listed_at: Some(o.listed_at.to_string()),
+        complete: o.complete,
+        items,
+        items_omitted: 0,
+        next_evictions: o.next_evictions,
+        blocked: o
+            .blocked
+            .into_iter()
+            .map(|(object, reason)| BlockedObject {
+                object: name(&object),
+                reason: reason.as_str().to_owned(),
+            })
+            .collect(),
+    }
 }
 
 /// One shard's content, ready to publish.
@@ -371,7 +476,7 @@ fn seen(o: &VpsOccupancy, now: Timestamp) -> Published {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{OccupancyClass, Occupant, OccupantState, OwnerKind};
+    use crate::controller::snapshot_backup::reason::Reason;
     use proptest::prelude::*;
 
     fn entry(server: i64, class: OccupancyClass, items: usize) -> ServerOccupancyStatus {
@@ -395,6 +500,7 @@ mod tests {
                         OwnerKind::Declared
                     },
                     object: (i % 3 != 0).then(|| format!("nightly-{server}-20261123-0200{i:02}")),
+                    leaving: false,
                     pinned: false,
                     evictable: i % 2 == 0,
                 })
@@ -513,6 +619,86 @@ mod tests {
         let mut changed = shard.clone();
         changed.servers[0].items.pop();
         assert!(due(&changed, Some(&last), later), "content changed: write");
+    }
+
+    #[test]
+    fn the_index_view_is_published_with_names_in_the_namespace() {
+        use sb::occupancy::{Occupant as Seen, OccupantOwner, ServerOccupancy};
+        let seen = |id: &str, owner: OccupantOwner, state: RemoteState, leaving: bool| Seen {
+            id: id.into(),
+            label: "x".repeat(300),
+            raw_status: "completed".into(),
+            state,
+            created_at: Some(Timestamp::from_second(1_800_000_000).unwrap()),
+            leaving,
+            owner,
+        };
+        let o = published(ServerOccupancy {
+            provider: ("fleet".into(), "acct".into()),
+            server: 4211,
+            class: Class::Backup,
+            limit: 10,
+            listed_at: Timestamp::from_second(1_800_000_100).unwrap(),
+            complete: false,
+            items: vec![
+                seen("1", OccupantOwner::Foreign, RemoteState::Ready, false),
+                seen("2", OccupantOwner::Automatic, RemoteState::Pending, false),
+                seen(
+                    "3",
+                    OccupantOwner::Declared {
+                        object: "fleet/weekly-db".into(),
+                        pinned: true,
+                        evictable: false,
+                    },
+                    RemoteState::Failed,
+                    true,
+                ),
+            ],
+            next_evictions: vec!["3".into()],
+            blocked: vec![("fleet/waiting".into(), Reason::LimitReached)],
+        });
+        assert_eq!(
+            (o.server_id, o.class, o.limit, o.used),
+            (4211, OccupancyClass::Backup, 10, 3)
+        );
+        assert!(!o.complete);
+        assert_eq!(o.listed_at.as_deref(), Some("2027-01-15T08:01:40Z"));
+        assert_eq!(o.items[0].owner, OwnerKind::Foreign);
+        assert_eq!(
+            o.items[0].label.as_ref().map(String::len),
+            Some(LABEL_CHARS)
+        );
+        assert_eq!(
+            (o.items[1].owner, o.items[1].state),
+            (OwnerKind::Automatic, OccupantState::InProgress)
+        );
+        let d = &o.items[2];
+        assert_eq!(
+            (
+                d.owner,
+                d.object.as_deref(),
+                d.pinned,
+                d.evictable,
+                d.leaving,
+                d.state
+            ),
+            (
+                OwnerKind::Declared,
+                Some("weekly-db"),
+                true,
+                false,
+                true,
+                OccupantState::Failed
+            )
+        );
+        assert_eq!(
+            o.blocked,
+            vec![BlockedObject {
+                object: "waiting".into(),
+                reason: "LimitReached".into()
+            }]
+        );
+        assert_eq!(o.next_evictions, vec!["3"]);
     }
 
     #[test]

@@ -10,10 +10,9 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::Error;
 use super::context::Context;
 use super::registry::{ProviderHandle, ProviderKey};
-use super::status;
+use super::{Error, WriteStep, status};
 use crate::api::conditions::{self, Desired};
 use crate::api::{
     Capabilities, ProviderType, VpsProvider, VpsProviderStatus, ZomroAuthMode, parse_duration,
@@ -39,6 +38,13 @@ enum Outcome {
 }
 
 pub async fn reconcile(obj: Arc<VpsProvider>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = check(&obj, &ctx).await;
+    super::outcome::finish(&ctx, KIND, &backoff_key(&obj), started, &result);
+    result
+}
+
+async fn check(obj: &Arc<VpsProvider>, ctx: &Context) -> Result<Action, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let key: ProviderKey = (ns.clone(), obj.name_any());
     let api: Api<VpsProvider> = Api::namespaced(ctx.client.clone(), &ns);
@@ -50,7 +56,7 @@ pub async fn reconcile(obj: Arc<VpsProvider>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
 
-    let (outcome, secret_version) = evaluate(&obj, &ctx, &key).await;
+    let (outcome, secret_version) = evaluate(obj, ctx, &key).await;
     let current = obj.status.clone().unwrap_or_default();
     let now = jiff::Timestamp::now();
     let (desired_conditions, capabilities, last_error, action) = match &outcome {
@@ -101,8 +107,9 @@ pub async fn reconcile(obj: Arc<VpsProvider>, ctx: Arc<Context>) -> Result<Actio
         conditions: conditions::settle(&current.conditions, &desired_conditions, generation, now),
     };
     let was_ready = conditions::is_true(&current.conditions, conditions::READY);
-    let wrote = status::write(&api, &obj.name_any(), obj.status.as_ref(), &desired)
-        .await?
+    let wrote = status::write(&api, obj.as_ref(), obj.status.as_ref(), &desired)
+        .await
+        .map_err(|e| Error::write(WriteStep::Status, e))?
         .is_some();
     if wrote {
         let ready = matches!(outcome, Outcome::Ready(_));
@@ -131,6 +138,19 @@ async fn evaluate(
     key: &ProviderKey,
 ) -> (Outcome, Option<String>) {
     let spec = &obj.spec;
+    let (poll_interval, resync_interval, breaker_window) = match intervals(obj) {
+        Ok(i) => i,
+        Err(message) => {
+            return (
+                Outcome::NotReady {
+                    reason: "InvalidSpec",
+                    message,
+                    retry: Duration::from_secs(300),
+                },
+                None,
+            );
+        }
+    };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.0);
     let secret_name = &spec.credentials_secret_ref.name;
     let secret = match secrets.get_opt(secret_name).await {
@@ -162,10 +182,6 @@ async fn evaluate(
     let secret_version = secret.resource_version();
     let fingerprint = format!("{:?}/{:?}", obj.meta().generation, secret_version);
 
-    let poll_interval = parse_duration(&spec.poll_interval).unwrap_or(Duration::from_secs(15));
-    let resync_interval = parse_duration(&spec.resync_interval).unwrap_or(Duration::from_secs(600));
-    let breaker_window =
-        parse_duration(&spec.deletion_breaker.window).unwrap_or(Duration::from_secs(300));
     let deletions_allowed_until = obj
         .annotations()
         .get(ALLOW_DELETIONS_UNTIL)
@@ -201,9 +217,13 @@ async fn evaluate(
                 requests_per_second: spec.requests_per_second.max(1) as u32,
                 burst: spec.requests_per_second.max(1) as u32,
                 max_in_flight: spec.max_in_flight.max(1) as u32,
-                request_timeout: Duration::from_secs(20),
+                request_timeout: ctx.timings.request_timeout,
                 snapshot_limit: spec.limits.snapshots_per_server.max(1) as u32,
                 backup_limit: spec.limits.backups_per_server.max(1) as u32,
+                fence: ctx
+                    .fence
+                    .clone()
+                    .map(|f| f as Arc<dyn crate::provider::Fence>),
             };
             let kind = match spec.type_ {
                 ProviderType::VpsRest => ProviderKind::VpsRest,
@@ -287,6 +307,26 @@ async fn evaluate(
     }
 }
 
+/// The poll interval, resync interval and breaker window. One the operator cannot use is an
+/// error naming the field, never silently replaced by a default.
+fn intervals(obj: &VpsProvider) -> Result<(Duration, Duration, Duration), String> {
+    let spec = &obj.spec;
+    let parse = |field: &str, text: &str| -> Result<Duration, String> {
+        match parse_duration(text) {
+            Ok(d) if d.is_zero() => Err(format!(
+                "{field} {text:?} must be longer than zero, e.g. 15s"
+            )),
+            Ok(d) => Ok(d),
+            Err(e) => Err(format!("{field}: {e}")),
+        }
+    };
+    Ok((
+        parse("spec.pollInterval", &spec.poll_interval)?,
+        parse("spec.resyncInterval", &spec.resync_interval)?,
+        parse("spec.deletionBreaker.window", &spec.deletion_breaker.window)?,
+    ))
+}
+
 /// Reads the keys each provider type needs. Messages name the key, never its value.
 fn credentials(
     type_: ProviderType,
@@ -338,7 +378,15 @@ pub fn kube_reason(e: &kube::Error) -> String {
     }
 }
 
-pub fn error_policy(_obj: Arc<VpsProvider>, err: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %err, "provider reconcile failed");
-    Action::requeue(Duration::from_secs(15))
+const KIND: &str = "VpsProvider";
+
+fn backoff_key(obj: &VpsProvider) -> String {
+    super::outcome::key(
+        KIND,
+        &format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+    )
+}
+
+pub fn error_policy(obj: Arc<VpsProvider>, err: &Error, ctx: Arc<Context>) -> Action {
+    super::outcome::error_policy(&ctx, KIND, &backoff_key(&obj), err)
 }

@@ -16,16 +16,16 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::Error;
 use super::context::Context;
 use super::listings::{Class, ServerKey, ServerListing};
 use super::registry::{Lookup, ProviderHandle};
-use super::restore_point::jittered;
-use super::status;
+use super::snapshot_backup::RestorePoint;
+use super::timing::jittered;
+use super::{Error, ProviderStep, WriteStep, outcome, status};
 use crate::api::conditions;
 use crate::api::{
     DeletionPolicy, Phase, RestoreKind, RestorePhase, SourceSpec, VpsBackup, VpsRestore,
@@ -330,7 +330,7 @@ pub struct RefView {
 }
 
 impl RefView {
-    fn of<K: super::restore_point::RestorePoint>(obj: &K) -> Self {
+    fn of<K: RestorePoint>(obj: &K) -> Self {
         let common = obj.common();
         let st = obj.status().cloned().unwrap_or_default();
         let ready = conditions::find(&st.conditions, conditions::READY);
@@ -446,7 +446,8 @@ pub fn pre_facts(name: &str, found: Option<&VpsSnapshot>, restore_uid: &str) -> 
     if ended {
         PreFacts::Unusable {
             reason: format!("VpsSnapshot {name}: {why}"),
-            delete: st.provider_id.is_none() && super::restore_point::intent(snap).is_none(),
+            delete: st.provider_id.is_none()
+                && super::snapshot_backup::claim::intent_of(snap).is_none(),
         }
     } else {
         PreFacts::Pending(format!(
@@ -687,29 +688,21 @@ fn rfc3339(t: Timestamp) -> String {
 // --- observe and act --------------------------------------------------------------------------
 
 fn obj_key(obj: &VpsRestore) -> String {
-    format!(
-        "{KIND}/{}/{}",
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
+    outcome::key(
+        KIND,
+        &format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
     )
 }
 
 pub async fn reconcile(obj: Arc<VpsRestore>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let result = reconcile_fresh(&obj, &ctx).await;
-    let label = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.class(),
-    };
-    ctx.metrics.reconciled(KIND, label, started.elapsed());
+    outcome::finish(&ctx, KIND, &obj_key(&obj), started, &result);
     result
 }
 
 pub fn error_policy(obj: Arc<VpsRestore>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = obj_key(&obj);
-    let delay = ctx.backoff.next(&key, err.retry_after());
-    tracing::warn!(kind = KIND, object = %key, error = %err, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    outcome::error_policy(&ctx, KIND, &obj_key(&obj), err)
 }
 
 async fn reconcile_fresh(cached: &VpsRestore, ctx: &Context) -> Result<Action, Error> {
@@ -852,17 +845,38 @@ async fn verify(
     // A completed object stays restorable while it exists, and the restore call's own answer
     // covers a deletion since: a listing up to a resync old may say yes. Anything else is
     // checked against one no older than a poll.
-    let listing = guard
-        .listing(&handle.client, &key, handle.resync_interval)
-        .await?;
+    let listing = list(&mut guard, handle, &key, kind, handle.resync_interval).await?;
     let found = listed(&listing, id);
     if found == Listed::Completed {
         return Ok(found);
     }
-    let listing = guard
-        .listing(&handle.client, &key, handle.poll_interval)
-        .await?;
+    let listing = list(&mut guard, handle, &key, kind, handle.poll_interval).await?;
     Ok(listed(&listing, id))
+}
+
+/// The server's listing of `kind`, through the shared per-server cache.
+async fn list(
+    guard: &mut super::listings::ServerGuard,
+    handle: &ProviderHandle,
+    key: &ServerKey,
+    kind: RestoreKind,
+    max_age: Duration,
+) -> Result<ServerListing, Error> {
+    let client = &handle.client;
+    let server = key.server;
+    let listing = match kind {
+        RestoreKind::Snapshot => {
+            guard
+                .listing(max_age, || VpsSnapshot::list(client, server))
+                .await
+        }
+        RestoreKind::Backup => {
+            guard
+                .listing(max_age, || VpsBackup::list(client, server))
+                .await
+        }
+    };
+    listing.map_err(|e| Error::provider(ProviderStep::List, e))
 }
 
 /// Counts the server's snapshots against the provider's limit.
@@ -884,9 +898,14 @@ async fn check_room(
     // snapshot that does not fit makes the snapshot controller evict, perhaps this restore's
     // own source. Once per restore, so the extra list call is cheap.
     guard.invalidate();
-    let listing = guard
-        .listing(&handle.client, &key, handle.poll_interval)
-        .await?;
+    let listing = list(
+        &mut guard,
+        handle,
+        &key,
+        RestoreKind::Snapshot,
+        handle.poll_interval,
+    )
+    .await?;
     Ok(room(&listing, handle.snapshot_limit, obj.spec.server_id))
 }
 
@@ -905,7 +924,7 @@ async fn act(
         Step::Succeeded => {
             let r = accepted_report(obj, current);
             let st = render(obj, current, current.clone(), &r, now);
-            status::write(api, &obj.name_any(), Some(current), &st).await?;
+            write_status(api, obj, current, &st).await?;
             Ok(Action::await_change())
         }
         Step::Doubt => {
@@ -919,7 +938,7 @@ async fn act(
                 "the provider's answer was never recorded: the operator stopped, or could not write status, right after sending the request",
             );
             let st = render(obj, current, current.clone(), &r, now);
-            status::write(api, &obj.name_any(), Some(current), &st).await?;
+            write_status(api, obj, current, &st).await?;
             tracing::warn!(kind = KIND, object = %obj_key(obj), "restore outcome unknown after a restart; not retried");
             ctx.event(obj, true, "OutcomeUnknown", "Restore", r.message)
                 .await;
@@ -928,7 +947,7 @@ async fn act(
         Step::Wait(w) => {
             let r = Report::wait(&w);
             let st = render(obj, current, current.clone(), &r, now);
-            status::write(api, &obj.name_any(), Some(current), &st).await?;
+            write_status(api, obj, current, &st).await?;
             Ok(match (w.stalled, handle) {
                 (true, _) => Action::requeue(SLOW),
                 (false, Some(h)) => jittered(h.poll_interval),
@@ -938,7 +957,7 @@ async fn act(
         Step::Fail { reason, message } => {
             let r = Report::failed(reason, message);
             let st = render(obj, current, current.clone(), &r, now);
-            status::write(api, &obj.name_any(), Some(current), &st).await?;
+            write_status(api, obj, current, &st).await?;
             ctx.event(obj, true, "RestoreFailed", "Restore", r.message)
                 .await;
             ctx.backoff.reset(&obj_key(obj));
@@ -1019,7 +1038,7 @@ async fn create_pre_snapshot(
         stalled: false,
     });
     let st = render(obj, current, desired, &r, Timestamp::now());
-    status::write(api, &restore_name, Some(current), &st).await?;
+    write_status(api, obj, current, &st).await?;
     if created {
         tracing::info!(kind = KIND, object = %obj_key(obj), snapshot = %name, "safety snapshot requested");
         ctx.event(
@@ -1066,7 +1085,7 @@ async fn skip_pre_snapshot(
         stalled: false,
     });
     let st = render(obj, current, desired, &r, Timestamp::now());
-    status::write(api, &obj.name_any(), Some(current), &st).await?;
+    write_status(api, obj, current, &st).await?;
     tracing::warn!(kind = KIND, object = %obj_key(obj), %reason, "safety snapshot skipped");
     ctx.event(
         obj,
@@ -1088,7 +1107,6 @@ async fn restore(
     handle: &ProviderHandle,
     id: String,
 ) -> Result<Action, Error> {
-    let name = obj.name_any();
     let server = obj.spec.server_id;
     let Some(kind) = obj.spec.source.get().map(|s| s.kind()) else {
         return Ok(Action::await_change());
@@ -1108,7 +1126,7 @@ async fn restore(
         last_error: None,
     };
     let marked = render(obj, current, marked, &r, now);
-    write_marker(api, obj, &marked).await?;
+    let marked_obj = write_marker(api, obj, &marked).await?;
     tracing::info!(kind = KIND, object = %obj_key(obj), server, source = %what, "restore requested");
     ctx.event(obj, false, "RestoreRequested", "Restore", r.message.clone())
         .await;
@@ -1126,7 +1144,7 @@ async fn restore(
             st.completion_time = Some(rfc3339(done));
             let r = accepted_report(obj, &st);
             let st = render(obj, &marked, st, &r, done);
-            write_after_call(api, &name, &marked, &st).await?;
+            write_after_call(api, &marked_obj, &st).await?;
             tracing::info!(kind = KIND, object = %obj_key(obj), server, source = %what, "restore accepted");
             ctx.event(obj, false, "RestoreAccepted", "Restore", r.message)
                 .await;
@@ -1137,13 +1155,13 @@ async fn restore(
             // The marker stays: the restore may be running. Never sent again.
             let r = doubt_report(obj, &marked, &e.to_string());
             let st = render(obj, &marked, marked.clone(), &r, done);
-            write_after_call(api, &name, &marked, &st).await?;
+            write_after_call(api, &marked_obj, &st).await?;
             tracing::warn!(kind = KIND, object = %obj_key(obj), server, error = %e, "restore outcome unknown; not retried");
             ctx.event(obj, true, "OutcomeUnknown", "Restore", r.message)
                 .await;
             Ok(Action::await_change())
         }
-        Err(e) => refused(ctx, api, obj, &marked, e, &what).await,
+        Err(e) => refused(ctx, api, &marked_obj, &marked, e, &what).await,
     }
 }
 
@@ -1230,7 +1248,7 @@ async fn refused(
     let mut r = r;
     r.last_error = Some(e.to_string());
     let st = render(obj, marked, desired, &r, Timestamp::now());
-    write_after_call(api, &obj.name_any(), marked, &st).await?;
+    write_after_call(api, obj, &st).await?;
     tracing::warn!(kind = KIND, object = %key, server, error = %e, final_, "restore refused by the provider");
     if final_ {
         ctx.backoff.reset(&key);
@@ -1243,49 +1261,62 @@ async fn refused(
     Ok(requeue)
 }
 
+/// A status write conditional on the version `seen` this reconcile read: a writer working
+/// from an older read (a second replica in a leader handover) cannot undo what it did not see.
+async fn write_status(
+    api: &Api<VpsRestore>,
+    seen: &VpsRestore,
+    current: &VpsRestoreStatus,
+    st: &VpsRestoreStatus,
+) -> Result<Option<VpsRestore>, Error> {
+    status::write(api, seen, Some(current), st)
+        .await
+        .map_err(|e| Error::write(WriteStep::Status, e))
+}
+
 /// Writes the request marker, conditional on the resourceVersion this reconcile read: whoever
 /// changed the object since (another writer reaching the same point) makes this fail with a
-/// conflict, and no call is sent.
+/// conflict, and no call is sent. Returns the object as written.
 async fn write_marker(
     api: &Api<VpsRestore>,
     obj: &VpsRestore,
     st: &VpsRestoreStatus,
-) -> Result<(), Error> {
-    let patch = serde_json::json!({
-        "apiVersion": VpsRestore::api_version(&()),
-        "kind": VpsRestore::kind(&()),
-        "metadata": { "resourceVersion": obj.resource_version() },
-        "status": st,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(status::MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+) -> Result<VpsRestore, Error> {
+    let written = status::write(api, obj, obj.status.as_ref(), st)
+        .await
+        .map_err(|e| Error::write(WriteStep::RestoreMarker, e))?;
+    Ok(written.unwrap_or_else(|| obj.clone()))
 }
 
 /// After the call, a lost status write would turn a known answer into a doubt (the marker
-/// without the outcome): retry a few times before giving up.
+/// without the outcome): retry a few times before giving up. Each try is conditional on the
+/// version it read; after a conflict the object is read again and the outcome written over
+/// that (it still carries the marker: nothing that did not see the marker can remove it).
 async fn write_after_call(
     api: &Api<VpsRestore>,
-    name: &str,
-    before: &VpsRestoreStatus,
+    marked: &VpsRestore,
     st: &VpsRestoreStatus,
 ) -> Result<(), Error> {
+    let name = marked.name_any();
+    let mut seen = marked.clone();
     let mut delay = Duration::from_millis(250);
-    for _ in 0..4 {
-        match status::write(api, name, Some(before), st).await {
+    for attempt in 0..5 {
+        match status::write(api, &seen, seen.status.as_ref(), st).await {
             Ok(_) => return Ok(()),
+            Err(e) if attempt == 4 => return Err(Error::write(WriteStep::Status, e)),
             Err(e) => {
-                tracing::warn!(kind = KIND, object = name, error = %e, "status write after the restore call failed; retrying");
+                tracing::warn!(kind = KIND, object = %name, error = %e, "status write after the restore call failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
+                if let kube::Error::Api(a) = &e
+                    && a.code == 409
+                    && let Some(fresh) = api.get_opt(&name).await?
+                {
+                    seen = fresh;
+                }
             }
         }
     }
-    status::write(api, name, Some(before), st).await?;
     Ok(())
 }
 

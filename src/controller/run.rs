@@ -12,14 +12,17 @@ use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use super::context::Context;
-use super::restore_point::{self, RestorePoint};
+use super::fencing::Timings;
+use super::snapshot_backup::index::{Index, RestoreUses};
+use super::snapshot_backup::{self, RestorePoint};
 use super::{provider, restore, schedule, watch};
+use crate::api::parse_duration;
 use crate::api::{
     RestoreKind, VpsBackup, VpsProvider, VpsRestore, VpsSnapshot, VpsSnapshotSchedule,
 };
 use crate::telemetry::http::{self, Readiness};
 use crate::telemetry::logging::{self, LogFormat};
-use crate::telemetry::metrics::{Metrics, PhaseLabels};
+use crate::telemetry::metrics::Metrics;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ControllerArgs {
@@ -38,15 +41,28 @@ pub struct ControllerArgs {
     /// Namespace of the leader Lease (default: $POD_NAMESPACE, else "default").
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
-    /// Lease duration in seconds: a standby takes over at most this long after the leader stops.
-    #[arg(long, default_value_t = 15)]
+    /// Lease duration in seconds: a standby takes over at most this long after the leader stops
+    /// (plus the quiet period). Must exceed the clock-skew allowance plus the provider request
+    /// timeout by at least 3 s (see README, "Crash safety").
+    #[arg(long, default_value_t = 30)]
     pub lease_duration_secs: u64,
+    /// No provider request is on the wire longer than this.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub provider_request_timeout: std::time::Duration,
+    /// How far apart the clocks of two nodes may be.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub clock_skew_allowance: std::time::Duration,
+    /// How long a provider may take to list an object it just created.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub provider_list_lag: std::time::Duration,
     /// Reconciles running at once, per kind.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "VPSNAP_LOG_FORMAT")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub telemetry: logging::TelemetryArgs,
 }
 
 fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -62,14 +78,29 @@ where
     }
 }
 
+impl ControllerArgs {
+    pub fn timings(&self) -> Timings {
+        Timings {
+            lease: std::time::Duration::from_secs(self.lease_duration_secs),
+            request_timeout: self.provider_request_timeout,
+            clock_skew: self.clock_skew_allowance,
+            list_lag: self.provider_list_lag,
+        }
+    }
+}
+
 pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
-    logging::init(args.log_format);
+    let telemetry = logging::init(args.log_format, &args.telemetry)?;
     let client = Client::try_default().await?;
     let metrics = Metrics::new();
+    let timings = args.timings();
+    let leader = super::leader::Leadership::start(&client, &args, timings).await?;
     let ctx = Context::new(
         client.clone(),
         metrics.clone(),
         std::env::var("POD_NAME").ok(),
+        timings,
+        leader.fence(),
     );
     let ready = Readiness::default();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -90,16 +121,16 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
     });
 
     let refresh_ctx = ctx.clone();
-    let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || refresh_gauges(&refresh_ctx));
-    let http = tokio::spawn(http::serve(
-        args.metrics_addr,
-        metrics.clone(),
-        ready.clone(),
+    let refresh: Arc<dyn Fn() + Send + Sync> =
+        Arc::new(move || super::gauges::refresh(&refresh_ctx));
+    let endpoints = http::Endpoints {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
         refresh,
-        shutdown(),
-    ));
+        log_level: telemetry.log_level.clone(),
+    };
+    let http = tokio::spawn(http::serve(args.metrics_addr, endpoints, shutdown()));
 
-    let leader = super::leader::Leadership::start(&client, &args, shutdown()).await?;
     // A standby is healthy while it waits: reporting it unready would stall rollouts and
     // node drains behind the PodDisruptionBudget. Once leading it is unready until synced.
     if args.leader_election {
@@ -110,6 +141,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         _ = shutdown() => return Ok(()),
     }
     ready.set(false);
+    metrics.leader.set(1);
     if *shutdown_rx.borrow() {
         return Ok(());
     }
@@ -142,17 +174,23 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown())
-        .run(provider::reconcile, provider::error_policy, ctx.clone())
+        .run(
+            super::traced::reconcile(provider::reconcile),
+            provider::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()));
 
     // One watch per kind: schedules and restores follow snapshots and backups through the
     // restore-point controllers' caches instead of opening watches of their own (each watch
     // costs the apiserver a copy of every event).
-    let (snapshots, snapshot_reader, [snapshots_for_schedules, snapshots_for_restores]) =
+    let (snapshots, snapshot_index, [snapshots_for_schedules, snapshots_for_restores]) =
         restore_point_controller::<VpsSnapshot, _>(&client, ns, &ctx, cfg.clone(), shutdown());
-    let _ = ctx.snapshots.set(snapshot_reader.clone());
-    let (backups, backup_reader, [backups_for_schedules, backups_for_restores]) =
+    let snapshot_reader = snapshot_index.store().clone();
+    let _ = ctx.snapshots.set(snapshot_index);
+    let (backups, backup_index, [backups_for_schedules, backups_for_restores]) =
         restore_point_controller::<VpsBackup, _>(&client, ns, &ctx, cfg.clone(), shutdown());
+    let backup_reader = backup_index.store().clone();
     let schedules = schedule_controller(
         &client,
         ns,
@@ -169,7 +207,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         (snapshots_for_restores, backups_for_restores),
         shutdown(),
     );
-    let _ = ctx.backups.set(backup_reader.clone());
+    let _ = ctx.backups.set(backup_index);
 
     let readiness = {
         let ready = ready.clone();
@@ -187,6 +225,13 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         }
     };
 
+    // What fills each server, for `kubectl vpsnap servers` and `why`: from the caches only.
+    let occupancy = super::occupancy::run(
+        client.clone(),
+        Arc::new(super::occupancy::ContextSource(ctx.clone())),
+        shutdown(),
+    );
+
     let lost = leader.lost();
     tokio::select! {
         _ = future::join_all(vec![
@@ -196,6 +241,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
             schedules.boxed(),
             restores.boxed(),
             readiness.boxed(),
+            occupancy.boxed(),
         ]) => {}
         _ = lost => {
             tracing::error!("leadership lost; exiting so no provider call is made without the lease");
@@ -203,6 +249,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         }
     }
     leader.release().await;
+    telemetry.shutdown();
     let _ = http.await;
     Ok(())
 }
@@ -221,6 +268,7 @@ where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
     let (stream, reader) = cached::<VpsSnapshotSchedule>(client, ns);
+    let _ = super::gauges::SCHEDULES.set(reader.clone());
     let gone = futures::stream::select(
         snapshots
             .gone
@@ -235,7 +283,11 @@ where
         .owns_shared_stream(backups.changes)
         .reconcile_on(gone)
         .graceful_shutdown_on(shutdown)
-        .run(schedule::reconcile, schedule::error_policy, ctx.clone())
+        .run(
+            super::traced::reconcile(schedule::reconcile),
+            schedule::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()))
 }
 
@@ -267,7 +319,13 @@ fn restore_controller<S>(
 where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let (stream, reader) = cached::<VpsRestore>(client, ns);
+    let uses = Arc::new(RestoreUses::default());
+    let _ = ctx.restore_uses.set(uses.clone());
+    let (reader, writer) = reflector::store();
+    let store = reader.clone();
+    let stream = observed(client, ns, writer, move |e: &watcher::Event<VpsRestore>| {
+        uses.observe(e, &store)
+    });
     let _ = ctx.restores.set(reader.clone());
     let (by_snapshot, by_backup, by_provider) = (reader.clone(), reader.clone(), reader.clone());
     let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
@@ -293,7 +351,11 @@ where
             restores_woken(&by_backup, RestoreKind::Backup, b.as_ref())
         })
         .graceful_shutdown_on(shutdown)
-        .run(restore::reconcile, restore::error_policy, ctx.clone())
+        .run(
+            super::traced::reconcile(restore::reconcile),
+            restore::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()))
 }
 
@@ -338,10 +400,29 @@ where
     K: Watched,
 {
     let (reader, writer) = reflector::store();
-    let stream = trimmed_watch::<K>(client, ns)
+    (observed(client, ns, writer, |_| {}), reader)
+}
+
+/// `cached`, into the store of `writer`; `observe` sees each event after the store has
+/// applied it.
+fn observed<K, O>(
+    client: &Client,
+    ns: &Option<String>,
+    writer: reflector::store::Writer<K>,
+    observe: O,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K, O>
+where
+    K: Watched,
+    O: Fn(&watcher::Event<K>) + Send + 'static,
+{
+    trimmed_watch::<K>(client, ns)
         .reflect(writer)
-        .touched_objects();
-    (stream, reader)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observe(event);
+            }
+        })
+        .touched_objects()
 }
 
 /// A namespaced kind this operator watches and caches.
@@ -381,6 +462,7 @@ where
     )
     .default_backoff()
     .modify(|o| o.managed_fields_mut().clear())
+    .inspect(crate::telemetry::queue::observe::<K>)
 }
 
 /// Another controller's view of a shared watch: the objects it changes, and the ones it
@@ -393,18 +475,20 @@ struct Follower<K: Watched> {
 
 /// `cached`, with `N` other controllers following the same watch. Each follower must be
 /// polled (a Controller does), or the shared watch waits for it once the buffer is full.
+/// `index` is fed each event after the store has applied it.
 fn cached_shared<K, const N: usize>(
     client: &Client,
     ns: &Option<String>,
 ) -> (
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + use<K, N>,
-    Store<K>,
-    [Follower<K>; N],
+    Shared<K, N>,
 )
 where
-    K: Watched,
+    K: RestorePoint,
 {
     let (reader, writer) = reflector::store_shared(FOLLOWER_BUFFER);
+    let index = Arc::new(Index::new(reader));
+    let fed = index.clone();
     let mut senders = Vec::with_capacity(N);
     let followers = std::array::from_fn(|_| {
         let (tx, gone) = futures::channel::mpsc::unbounded();
@@ -425,8 +509,19 @@ where
             }
         })
         .reflect_shared(writer)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                fed.observe(event);
+            }
+        })
         .touched_objects();
-    (stream, reader, followers)
+    (stream, Shared { index, followers })
+}
+
+/// What a shared watch feeds besides its own controller.
+struct Shared<K: RestorePoint, const N: usize> {
+    index: Arc<Index<K>>,
+    followers: [Follower<K>; N],
 }
 
 /// Events a follower of a shared watch may lag behind before the watch waits for it.
@@ -440,14 +535,16 @@ fn restore_point_controller<K, S>(
     shutdown: S,
 ) -> (
     impl std::future::Future<Output = ()> + use<K, S>,
-    Store<K>,
+    Arc<Index<K>>,
     [Follower<K>; 2],
 )
 where
     K: RestorePoint,
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let (stream, reader, followers) = cached_shared::<K, 2>(client, ns);
+    // The index is fed after the store, so it never points at a version the store lacks.
+    let (stream, Shared { index, followers }) = cached_shared::<K, 2>(client, ns);
+    let reader = index.store().clone();
     let provider_targets = reader.clone();
     let registry_targets = reader.clone();
     let ready_changes = ctx.registry.changes().flat_map(move |(ns, name)| {
@@ -481,8 +578,8 @@ where
         )
         .graceful_shutdown_on(shutdown)
         .run(
-            restore_point::reconcile::<K>,
-            restore_point::error_policy::<K>,
+            super::traced::reconcile(snapshot_backup::reconcile::<K>),
+            snapshot_backup::error_policy::<K>,
             ctx.clone(),
         )
         .for_each(|r| {
@@ -491,38 +588,7 @@ where
             }
             future::ready(())
         });
-    (fut, reader, followers)
-}
-
-fn refresh_gauges(ctx: &Context) {
-    fn count<K: RestorePoint>(ctx: &Context, store: Option<&Store<K>>) {
-        let Some(store) = store else { return };
-        let mut by_phase = std::collections::BTreeMap::<&'static str, i64>::new();
-        for phase in [
-            "Pending", "Creating", "Ready", "Failed", "Blocked", "Evicted", "Deleting",
-        ] {
-            by_phase.insert(phase, 0);
-        }
-        for o in store.state() {
-            let phase = o
-                .status()
-                .and_then(|s| s.phase)
-                .unwrap_or_default()
-                .as_str();
-            *by_phase.entry(phase).or_default() += 1;
-        }
-        for (phase, n) in by_phase {
-            ctx.metrics
-                .objects
-                .get_or_create(&PhaseLabels {
-                    kind: K::KIND,
-                    phase,
-                })
-                .set(n);
-        }
-    }
-    count::<VpsSnapshot>(ctx, ctx.snapshots.get());
-    count::<VpsBackup>(ctx, ctx.backups.get());
+    (fut, index, followers)
 }
 
 async fn wait_for_signal() {

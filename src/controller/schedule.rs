@@ -12,12 +12,11 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::Error;
 use super::context::Context;
 use super::registry::{Lookup, ProviderHandle};
-use super::restore_point::RestorePoint;
 use super::run_request::{self, RunRequest};
-use super::status;
+use super::snapshot_backup::RestorePoint;
+use super::{Error, WriteStep, outcome, status};
 use crate::api::conditions::{self, Desired};
 use crate::api::{
     ChildCounts, ChildDeletionPolicy, KeptChild, Phase, RUN_REQUESTED_ANNOTATION,
@@ -37,10 +36,20 @@ pub const PRUNED_BY_SCHEDULE: &str = "vpsnap.dev/pruned-by-schedule";
 /// How often a schedule is looked at even when its next run is far away (retention, status).
 const RESYNC: Duration = Duration::from_secs(300);
 
+const KIND: &str = "VpsSnapshotSchedule";
+
+fn backoff_key(obj: &VpsSnapshotSchedule) -> String {
+    outcome::key(
+        KIND,
+        &format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+    )
+}
+
 pub async fn reconcile(obj: Arc<VpsSnapshotSchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<VpsSnapshotSchedule> = Api::namespaced(ctx.client.clone(), &ns);
     let started = std::time::Instant::now();
+    let key = backoff_key(&obj);
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             FinalizerEvent::Apply(o) => apply(o, &ctx, &api).await,
@@ -53,23 +62,12 @@ pub async fn reconcile(obj: Arc<VpsSnapshotSchedule>, ctx: Arc<Context>) -> Resu
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
     });
-    ctx.metrics.reconciled(
-        "VpsSnapshotSchedule",
-        if result.is_ok() { "ok" } else { "error" },
-        started.elapsed(),
-    );
+    outcome::finish(&ctx, KIND, &key, started, &result);
     result
 }
 
 pub fn error_policy(obj: Arc<VpsSnapshotSchedule>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!(
-        "schedule/{}/{}",
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
-    );
-    let delay = ctx.backoff.next(&key, err.retry_after());
-    tracing::warn!(schedule = %key, error = %err, retry_in = ?delay, "schedule reconcile failed");
-    Action::requeue(delay)
+    outcome::error_policy(&ctx, KIND, &backoff_key(&obj), err)
 }
 
 /// What one child looks like to retention.
@@ -124,7 +122,7 @@ async fn run<K: RestorePoint>(
                 obj.meta().generation,
                 now,
             );
-            status::write(api, &obj.name_any(), obj.status.as_ref(), &st).await?;
+            write_status(api, obj, &st).await?;
             return Ok(Action::await_change());
         }
     };
@@ -162,7 +160,7 @@ async fn run<K: RestorePoint>(
             obj.meta().generation,
             now,
         );
-        status::write(api, &obj.name_any(), obj.status.as_ref(), &st).await?;
+        write_status(api, obj, &st).await?;
         return Ok(Action::await_change());
     }
 
@@ -302,7 +300,7 @@ async fn run<K: RestorePoint>(
         obj.meta().generation,
         now,
     );
-    status::write(api, &obj.name_any(), obj.status.as_ref(), &st).await?;
+    write_status(api, obj, &st).await?;
 
     let wait = decision
         .next
@@ -345,10 +343,7 @@ async fn fire<K: RestorePoint>(
             continue;
         }
         if let Some(h) = room.handle {
-            let limit = match K::CLASS {
-                super::listings::Class::Snapshot => h.snapshot_limit,
-                super::listings::Class::Backup => h.backup_limit,
-            };
+            let limit = K::limit(h);
             make_room::<K>(
                 obj,
                 ctx,
@@ -488,15 +483,14 @@ fn parse_spec(obj: &VpsSnapshotSchedule) -> Result<Parsed, String> {
     Ok((cron, tz, policy, deadline, jitter))
 }
 
+/// The schedule's children, from the index of objects by owner (with this process's writes).
 fn children_of<K: RestorePoint>(obj: &VpsSnapshotSchedule, ctx: &Context) -> Vec<Child> {
-    let Some(store) = K::store(ctx) else {
+    let Some(index) = K::index(ctx) else {
         return Vec::new();
     };
-    let uid = obj.uid().unwrap_or_default();
-    store
-        .state()
+    index
+        .owned_by(&obj.uid().unwrap_or_default())
         .into_iter()
-        .filter(|c| c.owner_references().iter().any(|o| o.uid == uid))
         .map(|c| {
             let st = c.status().cloned().unwrap_or_default();
             let state = match st.phase {
@@ -573,30 +567,67 @@ async fn prune<K: RestorePoint>(
     name: &str,
 ) -> Result<(), Error> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let mark = json!({"metadata": {"annotations": {PRUNED_BY_SCHEDULE: obj.name_any()}}});
-    match api
-        .patch_metadata(name, &PatchParams::default(), &Patch::Merge(&mark))
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-        Err(e) => return Err(e.into()),
-    }
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-        Err(e) => return Err(e.into()),
-    }
+    let Some(child) = prune_child(&api, &obj.name_any(), name).await? else {
+        return Ok(());
+    };
     tracing::info!(schedule = %obj.name_any(), child = name, "pruned past retention");
     ctx.event(
         obj,
         false,
         "Pruned",
         "Retention",
-        format!("{name} is past retention; deleting it and its provider data"),
+        format!(
+            "{} is past retention; deleting it and its provider data",
+            child.name_any()
+        ),
     )
     .await;
     Ok(())
+}
+
+/// Marks the child pruned by `schedule` and deletes it — unless it is pinned. The mark
+/// returns the child as stored now, so a pin made since the schedule's copy is seen; the
+/// delete is conditional on that version, so a pin made in between stops it too. Returns
+/// the deleted child, `None` when it was kept (pinned) or already gone.
+pub async fn prune_child<K: RestorePoint>(
+    api: &Api<K>,
+    schedule: &str,
+    name: &str,
+) -> Result<Option<K>, Error> {
+    let mark = json!({"metadata": {"annotations": {PRUNED_BY_SCHEDULE: schedule}}});
+    let marked = match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&mark))
+        .await
+    {
+        Ok(c) => c,
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if marked.common().pinned {
+        let unmark = json!({"metadata": {"annotations": {PRUNED_BY_SCHEDULE: null}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&unmark))
+            .await?;
+        return Ok(None);
+    }
+    let precondition = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: marked.resource_version(),
+            uid: marked.uid(),
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(name, &precondition).await {
+        Ok(_) => Ok(Some(marked)),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+        // Changed since the mark (perhaps pinned): left for the next look, unmarked.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let unmark = json!({"metadata": {"annotations": {PRUNED_BY_SCHEDULE: null}}});
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&unmark))
+                .await?;
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Child names are deterministic (schedule, server, scheduled time), so a repeated run after a
@@ -670,6 +701,18 @@ async fn create_child<K: RestorePoint>(
         Err(e) => return Err(e.into()),
     }
     Ok(name)
+}
+
+/// The schedule's status, conditional on the version it was decided from.
+async fn write_status(
+    api: &Api<VpsSnapshotSchedule>,
+    obj: &VpsSnapshotSchedule,
+    st: &crate::api::VpsSnapshotScheduleStatus,
+) -> Result<(), Error> {
+    status::write(api, obj, obj.status.as_ref(), st)
+        .await
+        .map_err(|e| Error::write(WriteStep::Status, e))?;
+    Ok(())
 }
 
 /// Orphan (default): children lose their owner reference so Kubernetes' garbage collector

@@ -1,7 +1,7 @@
 //! Per-server capacity planning: which declared objects may be created now, which provider
 //! objects must be evicted to make room, and who must wait.
 //!
-//! Rules (provider-api.md, "Safety rules"; design.md, "Garbage collection and limits"):
+//! Rules (docs/providers.md, "Safety rules"; README, "Limits and garbage collection"):
 //! - Everything the provider lists for the server occupies a slot: foreign objects,
 //!   in-progress ones and failed ones included. A create is admitted only into a slot that is
 //!   free *now*; an eviction frees its slot only once a later listing no longer shows it, so
@@ -106,7 +106,7 @@ pub struct Plan {
 }
 
 /// Plans one server. `evicting` are provider ids whose deletion is already under way (they
-/// still occupy their slot until the provider stops listing them).
+/// still occupy their slot until the provider stops listing them, whatever their owner).
 pub fn plan(limit: usize, slots: &[Slot], wants: &[Want], evicting: &BTreeSet<String>) -> Plan {
     let mut plan = Plan::default();
     let mut free = limit.saturating_sub(slots.len());
@@ -119,12 +119,14 @@ pub fn plan(limit: usize, slots: &[Slot], wants: &[Want], evicting: &BTreeSet<St
     });
 
     let mut candidates = eviction_order(slots);
-    // Deletions already under way count as room being made.
-    let mut pending_room: Vec<String> = candidates
+    // Deletions already under way count as room being made, whoever's they are: a want waits
+    // for them instead of evicting more. They are handed out in listing order.
+    let mut pending_room: Vec<String> = slots
         .iter()
         .filter(|s| evicting.contains(&s.id))
         .map(|s| s.id.clone())
         .collect();
+    pending_room.reverse();
     candidates.retain(|s| !evicting.contains(&s.id));
 
     let mut completed_left = slots

@@ -58,6 +58,12 @@ pub fn standings(server: &ServerOccupancyStatus, resource: &str) -> Vec<Standing
 }
 
 fn reason(item: &Occupant, completed: usize) -> (&'static str, bool) {
+    if item.leaving {
+        return (
+            "being deleted: counted until the provider stops listing it",
+            false,
+        );
+    }
     match item.owner {
         OwnerKind::Foreign => ("not made by vpsnap: counted, never touched", false),
         OwnerKind::Automatic => (

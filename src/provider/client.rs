@@ -28,12 +28,10 @@ impl ProviderClient {
             burst: config.burst,
             max_in_flight: config.max_in_flight,
         };
-        let gate = Arc::new(Gate::new(
-            kind.label(),
-            limits,
-            RetryPolicy::default(),
-            observer,
-        ));
+        let gate = Arc::new(
+            Gate::new(kind.label(), limits, RetryPolicy::default(), observer)
+                .with_fence(config.fence.clone()),
+        );
         Self::with_gate(kind, &config, gate)
     }
 
@@ -187,6 +185,7 @@ mod tests {
             request_timeout: Duration::from_secs(2),
             snapshot_limit: 5,
             backup_limit: 10,
+            fence: None,
         }
     }
 

@@ -25,6 +25,10 @@ pub enum ProviderError {
     Unsupported(String),
     #[error("protected at the provider: {0}")]
     Protected(String),
+    /// Not sent: this process may no longer act for the account (leadership lapsed, or the
+    /// request waited past the time it had to leave by).
+    #[error("not sent: {0}")]
+    Fenced(String),
 }
 
 /// What the caller should do after an error.
@@ -48,7 +52,8 @@ impl ProviderError {
             | ProviderError::Transient(_)
             | ProviderError::Protocol(_)
             | ProviderError::InvalidState(_)
-            | ProviderError::LimitReached(_) => RetryAdvice::Backoff,
+            | ProviderError::LimitReached(_)
+            | ProviderError::Fenced(_) => RetryAdvice::Backoff,
             ProviderError::Auth(_)
             | ProviderError::NotFound(_)
             | ProviderError::InvalidRequest(_)
@@ -70,6 +75,7 @@ impl ProviderError {
             ProviderError::Protocol(_) => "Protocol",
             ProviderError::Unsupported(_) => "Unsupported",
             ProviderError::Protected(_) => "Protected",
+            ProviderError::Fenced(_) => "Fenced",
         }
     }
 
@@ -98,6 +104,7 @@ impl ProviderError {
             ProviderError::Protocol(t) => ProviderError::Protocol(m(t)),
             ProviderError::Unsupported(t) => ProviderError::Unsupported(m(t)),
             ProviderError::Protected(t) => ProviderError::Protected(m(t)),
+            ProviderError::Fenced(t) => ProviderError::Fenced(m(t)),
             limited @ ProviderError::RateLimited { .. } => limited,
         }
     }

@@ -1,27 +1,43 @@
 //! How one provider account is treated: a token bucket for the request rate, a bound on requests
 //! in flight, a pause shared by every caller after a 429, and the retry policy.
 //!
-//! The providers document no rate limits (provider-api.md, Unknown 9), so the bucket is what
+//! The providers document no rate limits (docs/providers.md, U9), so the bucket is what
 //! keeps a busy cluster polite; the pause makes every controller of the account back off
 //! together when the provider asks for it, instead of each one discovering the 429 on its own.
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::ProviderError;
+use super::endpoint::Endpoint;
+use crate::telemetry::spans;
+
+tokio::task_local! {
+    /// The HTTP status of the attempt in progress, set by the transport as the answer arrives.
+    static ATTEMPT_STATUS: Cell<Option<u16>>;
+}
+
+/// Called by the transport when an answer's status line arrived (outside an attempt: no-op).
+pub(crate) fn note_status(code: u16) {
+    let _ = ATTEMPT_STATUS.try_with(|s| s.set(Some(code)));
+}
 
 /// Receives one call per HTTP attempt and one per wait imposed by the gate; the controller
 /// plugs its metrics in here. Labels are static so metric cardinality stays bounded.
 pub trait RequestObserver: Send + Sync {
-    /// `outcome` is `"ok"` or the error class ([`ProviderError::class`]).
+    /// `outcome` is `"ok"` or the error class ([`ProviderError::class`]); `status` the HTTP
+    /// status, `None` when no answer arrived (timeout, connection failure).
     fn request(
         &self,
         provider: &'static str,
         op: &'static str,
         outcome: &'static str,
+        status: Option<u16>,
         elapsed: Duration,
     );
     /// The gate held a request back (rate limit, in-flight bound or a provider-requested pause).
@@ -33,18 +49,55 @@ pub trait RequestObserver: Send + Sync {
 pub struct NoopObserver;
 
 impl RequestObserver for NoopObserver {
-    fn request(&self, _: &'static str, _: &'static str, _: &'static str, _: Duration) {}
+    fn request(
+        &self,
+        _: &'static str,
+        _: &'static str,
+        _: &'static str,
+        _: Option<u16>,
+        _: Duration,
+    ) {
+    }
     fn throttled(&self, _: &'static str, _: Duration) {}
 }
 
 /// Whether repeating a request can change the outcome at the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotency {
-    /// Lists, deletes, credential checks: safe to repeat after a transient failure.
+    /// Lists, logins, credential checks: change nothing, safe to repeat.
+    Read,
+    /// Deletes: change the provider, safe to repeat after a transient failure.
     Idempotent,
     /// Creates and restores: the providers have no idempotency key, so after a timeout or a 5xx
     /// the request may have been carried out. Only a 429 proves it was not.
     NonIdempotent,
+}
+
+impl Idempotency {
+    /// Whether the request changes something at the provider.
+    pub fn mutates(self) -> bool {
+        self != Idempotency::Read
+    }
+}
+
+/// Whether this process may still send requests for the account: leadership fencing. Checked
+/// by the gate right before each attempt leaves it, after every wait.
+pub trait Fence: Send + Sync + std::fmt::Debug {
+    /// `Err(why)` when a request (`mutation` or not) must not be sent now.
+    fn admit(&self, mutation: bool) -> Result<(), String>;
+}
+
+tokio::task_local! {
+    /// The time by which the mutation this task is sending must leave the gate.
+    static SEND_BY: Instant;
+}
+
+/// Runs `call` with a send-by time: a request of it still waiting in the gate (token, slot,
+/// a 429 pause) past `deadline` is dropped, not sent. A create records its intent before the
+/// call; another process decides from that record when the create can no longer arrive, so a
+/// create must never leave later than its intent promised.
+pub async fn send_by<F: Future>(deadline: Instant, call: F) -> F::Output {
+    SEND_BY.scope(deadline, call).await
 }
 
 /// Rate and concurrency for one account. Zeros are raised to 1: a zero rate would block forever.
@@ -105,6 +158,7 @@ pub struct Gate {
     paused_until: Mutex<Option<Instant>>,
     policy: RetryPolicy,
     observer: Arc<dyn RequestObserver>,
+    fence: Option<Arc<dyn Fence>>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -150,7 +204,31 @@ impl Gate {
             paused_until: Mutex::new(None),
             policy,
             observer,
+            fence: None,
         }
+    }
+
+    /// The gate, admitting requests only while `fence` does.
+    pub fn with_fence(mut self, fence: Option<Arc<dyn Fence>>) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// Whether the request may leave now: the fence, then the task's send-by time.
+    fn admit(&self, idempotency: Idempotency) -> Result<(), ProviderError> {
+        if let Some(fence) = &self.fence {
+            fence
+                .admit(idempotency.mutates())
+                .map_err(ProviderError::Fenced)?;
+        }
+        if let Ok(deadline) = SEND_BY.try_with(|d| *d)
+            && Instant::now() > deadline
+        {
+            return Err(ProviderError::Fenced(
+                "it waited in the request gate past the time it had to be sent by".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn provider(&self) -> &'static str {
@@ -255,18 +333,50 @@ impl Gate {
         match err {
             // A 429 is the one answer proving the request was not carried out.
             ProviderError::RateLimited { .. } => true,
-            ProviderError::Transient(_) => idempotency == Idempotency::Idempotent,
+            ProviderError::Transient(_) => idempotency != Idempotency::NonIdempotent,
             _ => false,
         }
     }
 
     /// Runs one logical call: each attempt passes the gate and is reported to the observer;
-    /// 429s pause the whole account; idempotent calls are retried on transient failures.
+    /// 429s pause the whole account; idempotent calls are retried on transient failures. The
+    /// call is one `provider.request` span (method, endpoint template, last status, retries).
     pub async fn run<T, F, Fut>(
+        &self,
+        endpoint: &Endpoint,
+        idempotency: Idempotency,
+        attempt_fn: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let span = spans::provider_request(
+            self.provider,
+            endpoint.operation,
+            endpoint.method,
+            endpoint.template,
+        );
+        let result = self
+            .attempts(endpoint.operation, idempotency, attempt_fn, &span)
+            .instrument(span.clone())
+            .await;
+        spans::record_outcome(
+            &span,
+            match &result {
+                Ok(_) => "ok",
+                Err(e) => e.class(),
+            },
+        );
+        result
+    }
+
+    async fn attempts<T, F, Fut>(
         &self,
         op: &'static str,
         idempotency: Idempotency,
         mut attempt_fn: F,
+        span: &tracing::Span,
     ) -> Result<T, ProviderError>
     where
         F: FnMut() -> Fut,
@@ -275,16 +385,26 @@ impl Gate {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            spans::record_retries(span, attempt - 1);
             let result = {
                 let _permit = self.acquire().await?;
+                self.admit(idempotency)?;
                 let start = Instant::now();
-                let result = attempt_fn().await;
+                let (result, status) = ATTEMPT_STATUS
+                    .scope(Cell::new(None), async {
+                        let result = attempt_fn().await;
+                        (result, ATTEMPT_STATUS.with(Cell::get))
+                    })
+                    .await;
                 let outcome = match &result {
                     Ok(_) => "ok",
                     Err(e) => e.class(),
                 };
+                if let Some(code) = status {
+                    spans::record_status(span, code);
+                }
                 self.observer
-                    .request(self.provider, op, outcome, start.elapsed());
+                    .request(self.provider, op, outcome, status, start.elapsed());
                 result
             };
             let err = match result {
@@ -345,11 +465,102 @@ mod tests {
     }
 
     impl RequestObserver for Recorder {
-        fn request(&self, _: &'static str, op: &'static str, outcome: &'static str, _: Duration) {
+        fn request(
+            &self,
+            _: &'static str,
+            op: &'static str,
+            outcome: &'static str,
+            _: Option<u16>,
+            _: Duration,
+        ) {
             lock(&self.requests).push((op, outcome));
         }
         fn throttled(&self, _: &'static str, waited: Duration) {
             *lock(&self.throttled) += waited;
+        }
+    }
+
+    /// A create that waited in the gate (here for an in-flight slot) past its send-by time
+    /// is dropped without being sent; one in time goes out.
+    #[tokio::test(start_paused = true)]
+    async fn a_create_waiting_past_its_send_by_time_is_dropped() {
+        let gate = gate(100, 100, 1);
+        let slot = gate.acquire().await.unwrap();
+        let sent = Arc::new(AtomicU32::new(0));
+        let late = {
+            let (gate, sent) = (gate.clone(), sent.clone());
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                send_by(
+                    deadline,
+                    gate.run(
+                        &crate::provider::endpoint::vps_rest::CREATE_SNAPSHOT,
+                        Idempotency::NonIdempotent,
+                        || {
+                            sent.fetch_add(1, Ordering::SeqCst);
+                            async { Ok::<_, ProviderError>(()) }
+                        },
+                    ),
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(slot);
+        let result = late.await.unwrap();
+        assert!(
+            matches!(result, Err(ProviderError::Fenced(_))),
+            "{result:?}"
+        );
+        assert_eq!(sent.load(Ordering::SeqCst), 0, "a late create was sent");
+        let in_time = send_by(
+            Instant::now() + Duration::from_secs(2),
+            gate.run(
+                &crate::provider::endpoint::vps_rest::CREATE_SNAPSHOT,
+                Idempotency::NonIdempotent,
+                || async { Ok::<_, ProviderError>(()) },
+            ),
+        )
+        .await;
+        assert!(in_time.is_ok());
+    }
+
+    /// A fence that closed stops every request at the gate, reads included.
+    #[tokio::test]
+    async fn a_closed_fence_stops_every_request() {
+        #[derive(Debug)]
+        struct Closed;
+        impl Fence for Closed {
+            fn admit(&self, mutation: bool) -> Result<(), String> {
+                Err(format!("closed (mutation: {mutation})"))
+            }
+        }
+        let gate = Gate::new(
+            "test",
+            GateLimits {
+                requests_per_second: 10,
+                burst: 10,
+                max_in_flight: 1,
+            },
+            RetryPolicy::default(),
+            Arc::new(NoopObserver),
+        )
+        .with_fence(Some(Arc::new(Closed)));
+        for idempotency in [
+            Idempotency::Read,
+            Idempotency::Idempotent,
+            Idempotency::NonIdempotent,
+        ] {
+            let result = gate
+                .run(
+                    &crate::provider::endpoint::vps_rest::LIST_SNAPSHOTS,
+                    idempotency,
+                    || async { Ok::<_, ProviderError>(()) },
+                )
+                .await;
+            assert!(
+                matches!(result, Err(ProviderError::Fenced(ref m)) if m.contains(&format!("{}", idempotency.mutates())))
+            );
         }
     }
 
@@ -458,7 +669,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let errors = Mutex::new(errors);
         let result = gate
-            .run("op", idempotency, || {
+            .run(&OP, idempotency, || {
                 calls.fetch_add(1, Ordering::SeqCst);
                 let next = lock(&errors).pop();
                 async move {
@@ -471,6 +682,12 @@ mod tests {
             .await;
         (result, calls.load(Ordering::SeqCst))
     }
+
+    const OP: Endpoint = Endpoint {
+        operation: "op",
+        method: "GET",
+        template: "things/",
+    };
 
     fn transient() -> ProviderError {
         ProviderError::Transient("boom".into())

@@ -5,6 +5,7 @@
 //! (token bucket + in-flight bound + retry policy) → HTTP (`transport`).
 
 mod client;
+pub mod endpoint;
 mod error;
 mod etiquette;
 mod model;
@@ -18,9 +19,11 @@ mod zomro_json;
 mod test_support;
 
 pub use client::ProviderClient;
+pub use endpoint::Endpoint;
 pub use error::{ProviderError, RetryAdvice};
 pub use etiquette::{
-    Gate, GateLimits, GatePermit, Idempotency, NoopObserver, RequestObserver, RetryPolicy,
+    Fence, Gate, GateLimits, GatePermit, Idempotency, NoopObserver, RequestObserver, RetryPolicy,
+    send_by,
 };
 pub use model::*;
 pub use secret::Secret;

@@ -95,6 +95,8 @@ pub struct ProviderConfig {
     pub snapshot_limit: u32,
     /// Per-server backup limit (manual and automatic together), same use as `snapshot_limit`.
     pub backup_limit: u32,
+    /// Admits requests only while this process may act for the account (leadership).
+    pub fence: Option<std::sync::Arc<dyn super::Fence>>,
 }
 
 /// Which provider API an account speaks.

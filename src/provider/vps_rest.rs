@@ -1,4 +1,4 @@
-//! Client for the "VPS REST" API (provider-api.md §A): JSON over HTTPS, bearer token,
+//! Client for the "VPS REST" API (docs/providers.md §A): JSON over HTTPS, bearer token,
 //! Django-REST-style lists (`{count, results}`), every path ending in a slash.
 use std::sync::Arc;
 
@@ -6,6 +6,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::Deserialize;
 
+use super::endpoint::vps_rest as endpoint;
 use super::error::scrub;
 use super::etiquette::{Gate, Idempotency};
 use super::transport::{self, Reply};
@@ -97,7 +98,7 @@ impl VpsRestClient {
     /// `GET account/me/`: answers 200 for any valid token and costs the provider nothing.
     pub async fn check_credentials(&self) -> Result<(), ProviderError> {
         self.gate()
-            .run("check_credentials", Idempotency::Idempotent, || async {
+            .run(&endpoint::CHECK_CREDENTIALS, Idempotency::Read, || async {
                 let reply = self.send(self.request(Method::GET, "account/me/")?).await?;
                 self.expect_success(&reply, Op::CheckCredentials, "account/me/")
             })
@@ -117,7 +118,7 @@ impl VpsRestClient {
         server: u64,
     ) -> Result<(Listing<RemoteSnapshot>, u64), ProviderError> {
         self.gate()
-            .run("list_snapshots", Idempotency::Idempotent, || async {
+            .run(&endpoint::LIST_SNAPSHOTS, Idempotency::Read, || async {
                 let request = self
                     .request(Method::GET, "snapshots/")?
                     .query(&[("server_id", server)]);
@@ -129,7 +130,7 @@ impl VpsRestClient {
     }
 
     /// Starts a snapshot. Not retried after a timeout or 5xx: the outcome is then unknown and the
-    /// caller must list by name before creating again (provider-api.md, Unknown 5).
+    /// caller must list by name before creating again (docs/providers.md, U5).
     pub async fn create_snapshot(
         &self,
         server: u64,
@@ -143,17 +144,21 @@ impl VpsRestClient {
         }
         let result = self
             .gate()
-            .run("create_snapshot", Idempotency::NonIdempotent, || async {
-                let request = self
-                    .request(Method::POST, "snapshots/")?
-                    .body(body.to_string());
-                let reply = self.send(request).await?;
-                self.expect_success(&reply, Op::Create, &format!("server {server}"))?;
-                parse_snapshot(&reply.body, &self.secrets())
-            })
+            .run(
+                &endpoint::CREATE_SNAPSHOT,
+                Idempotency::NonIdempotent,
+                || async {
+                    let request = self
+                        .request(Method::POST, "snapshots/")?
+                        .body(body.to_string());
+                    let reply = self.send(request).await?;
+                    self.expect_success(&reply, Op::Create, &format!("server {server}"))?;
+                    parse_snapshot(&reply.body, &self.secrets())
+                },
+            )
             .await;
         match result {
-            // The 400 for "limit reached" is undocumented (Unknown 3): count to tell it apart.
+            // The 400 for "limit reached" is undocumented (docs/providers.md, U3): count to tell it apart.
             Err(ProviderError::InvalidRequest(detail)) => {
                 let (listing, count) = self.list_snapshots_counted(server).await?;
                 let present = if listing.complete {
@@ -176,12 +181,16 @@ impl VpsRestClient {
     pub async fn delete_snapshot(&self, id: &str) -> Result<(), ProviderError> {
         let id = numeric_id("snapshot", id)?;
         self.gate()
-            .run("delete_snapshot", Idempotency::Idempotent, || async {
-                let reply = self
-                    .send(self.request(Method::DELETE, &format!("snapshots/{id}/"))?)
-                    .await?;
-                self.expect_success(&reply, Op::Delete, &format!("snapshot {id}"))
-            })
+            .run(
+                &endpoint::DELETE_SNAPSHOT,
+                Idempotency::Idempotent,
+                || async {
+                    let reply = self
+                        .send(self.request(Method::DELETE, &format!("snapshots/{id}/"))?)
+                        .await?;
+                    self.expect_success(&reply, Op::Delete, &format!("snapshot {id}"))
+                },
+            )
             .await
     }
 
@@ -191,7 +200,7 @@ impl VpsRestClient {
     pub async fn restore_snapshot(&self, id: &str) -> Result<(), ProviderError> {
         let id = numeric_id("snapshot", id)?;
         self.gate()
-            .run("restore_snapshot", Idempotency::NonIdempotent, || async {
+            .run(&endpoint::RESTORE_SNAPSHOT, Idempotency::NonIdempotent, || async {
                 let path = format!("snapshots/{id}/restore/");
                 let reply = self.send(self.request(Method::POST, &path)?).await?;
                 self.expect_success(&reply, Op::Restore, &format!("snapshot {id}"))?;
@@ -217,7 +226,7 @@ impl VpsRestClient {
         kind: Option<BackupKind>,
     ) -> Result<(Listing<RemoteBackup>, u64), ProviderError> {
         self.gate()
-            .run("list_backups", Idempotency::Idempotent, || async {
+            .run(&endpoint::LIST_BACKUPS, Idempotency::Read, || async {
                 let mut request = self
                     .request(Method::GET, "backups/")?
                     .query(&[("server_id", server)]);
@@ -243,14 +252,18 @@ impl VpsRestClient {
         }
         let result = self
             .gate()
-            .run("create_backup", Idempotency::NonIdempotent, || async {
-                let request = self
-                    .request(Method::POST, "backups/")?
-                    .body(body.to_string());
-                let reply = self.send(request).await?;
-                self.expect_success(&reply, Op::Create, &format!("server {server}"))?;
-                parse_backup(&reply.body, &self.secrets())
-            })
+            .run(
+                &endpoint::CREATE_BACKUP,
+                Idempotency::NonIdempotent,
+                || async {
+                    let request = self
+                        .request(Method::POST, "backups/")?
+                        .body(body.to_string());
+                    let reply = self.send(request).await?;
+                    self.expect_success(&reply, Op::Create, &format!("server {server}"))?;
+                    parse_backup(&reply.body, &self.secrets())
+                },
+            )
             .await;
         match result {
             // The documented limit counts manual and automatic backups together.
@@ -276,12 +289,16 @@ impl VpsRestClient {
     pub async fn delete_backup(&self, id: &str) -> Result<(), ProviderError> {
         let id = numeric_id("backup", id)?;
         self.gate()
-            .run("delete_backup", Idempotency::Idempotent, || async {
-                let reply = self
-                    .send(self.request(Method::DELETE, &format!("backups/{id}/"))?)
-                    .await?;
-                self.expect_success(&reply, Op::Delete, &format!("backup {id}"))
-            })
+            .run(
+                &endpoint::DELETE_BACKUP,
+                Idempotency::Idempotent,
+                || async {
+                    let reply = self
+                        .send(self.request(Method::DELETE, &format!("backups/{id}/"))?)
+                        .await?;
+                    self.expect_success(&reply, Op::Delete, &format!("backup {id}"))
+                },
+            )
             .await
     }
 
@@ -291,17 +308,21 @@ impl VpsRestClient {
         let backup_id = numeric_id("backup", backup_id)?;
         let body = serde_json::json!({ "backup_id": backup_id }).to_string();
         self.gate()
-            .run("restore_backup", Idempotency::NonIdempotent, || async {
-                let request = self
-                    .request(Method::POST, &format!("servers/{server}/restore/"))?
-                    .body(body.clone());
-                let reply = self.send(request).await?;
-                self.expect_success(
-                    &reply,
-                    Op::Restore,
-                    &format!("server {server} or backup {backup_id}"),
-                )
-            })
+            .run(
+                &endpoint::RESTORE_BACKUP,
+                Idempotency::NonIdempotent,
+                || async {
+                    let request = self
+                        .request(Method::POST, &format!("servers/{server}/restore/"))?
+                        .body(body.clone());
+                    let reply = self.send(request).await?;
+                    self.expect_success(
+                        &reply,
+                        Op::Restore,
+                        &format!("server {server} or backup {backup_id}"),
+                    )
+                },
+            )
             .await
     }
 
@@ -376,7 +397,7 @@ fn limit_or_invalid(
     }
 }
 
-/// Names are letters, digits, `-` and `_` (provider-api.md §A.1); checking before sending
+/// Names are letters, digits, `-` and `_` (docs/providers.md §A.1); checking before sending
 /// turns a sure 400 into a clear message and saves the re-list a 400 would trigger.
 fn validate_snapshot_name(name: &str) -> Result<(), ProviderError> {
     if name.is_empty() {
@@ -453,7 +474,7 @@ struct RestoreResultWire {
 }
 
 /// Documented: `in_progress`, `completed`; the rest are guesses at what a provider would say
-/// (Unknown 1), and anything else stays `Unknown` with the raw value kept.
+/// (docs/providers.md, U1), and anything else stays `Unknown` with the raw value kept.
 pub(crate) fn vps_state(raw: &str) -> RemoteState {
     match raw.to_ascii_lowercase().as_str() {
         "in_progress" => RemoteState::Pending,
@@ -579,7 +600,7 @@ mod tests {
     use proptest::prelude::*;
     use std::time::Duration;
 
-    // Bodies exactly as provider-api.md §A gives them.
+    // Bodies exactly as docs/providers.md §A gives them.
     const DOC_SNAPSHOT_LIST: &str = r#"{"count": 2, "results": [
   {"id": 801, "server": {"id": 12345, "name": "web-server-01"}, "name": "pre-migration-snapshot",
    "status": "completed", "size_mb": 5120, "created_at": "2025-01-15T18:30:00Z", "description": "Before major migration"},
@@ -814,6 +835,7 @@ mod tests {
             request_timeout: Duration::from_secs(5),
             snapshot_limit: 5,
             backup_limit: 10,
+            fence: None,
         }
     }
 

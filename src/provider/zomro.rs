@@ -1,4 +1,4 @@
-//! Client for the Zomro API (provider-api.md §B): BILLmanager-style form POSTs to one URL, a
+//! Client for the Zomro API (docs/providers.md §B): BILLmanager-style form POSTs to one URL, a
 //! `func` per operation, errors in the body whatever the HTTP status. Snapshots only: Zomro
 //! documents no backups and no restore here, and those calls fail as `Unsupported` without
 //! touching the network.
@@ -9,6 +9,7 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
+use super::endpoint::{Endpoint, zomro as endpoint};
 use super::error::scrub;
 use super::etiquette::{Gate, Idempotency};
 use super::transport::{self, Reply};
@@ -156,7 +157,7 @@ impl ZomroClient {
             ("p_num", "1".to_owned()),
         ];
         let doc = self
-            .call("list_snapshots", Idempotency::Idempotent, &fields)
+            .call(&endpoint::LIST_SNAPSHOTS, Idempotency::Read, &fields)
             .await?;
         parse_snapshot_list(&doc, server).map_err(|e| e.mask(&self.secrets().refs()))
     }
@@ -189,7 +190,11 @@ impl ZomroClient {
             ("sok", "ok".to_owned()),
         ];
         match self
-            .call("create_snapshot", Idempotency::NonIdempotent, &fields)
+            .call(
+                &endpoint::CREATE_SNAPSHOT,
+                Idempotency::NonIdempotent,
+                &fields,
+            )
             .await
         {
             Ok(_) => {}
@@ -251,7 +256,7 @@ impl ZomroClient {
             ("sok", "ok".to_owned()),
         ];
         match self
-            .call("delete_snapshot", Idempotency::Idempotent, &fields)
+            .call(&endpoint::DELETE_SNAPSHOT, Idempotency::Idempotent, &fields)
             .await
         {
             Ok(_) => Ok(()),
@@ -319,11 +324,11 @@ impl ZomroClient {
     }
 
     /// One operation with the configured authentication. In session mode an `access` answer
-    /// means an expired session or missing rights (§B.1): one fresh login tells them apart, then
+    /// means an expired session or missing rights (docs/providers.md §B.1): one fresh login tells them apart, then
     /// the call is repeated once — safe even for creates, since `access` means not carried out.
     async fn call(
         &self,
-        op: &'static str,
+        op: &'static Endpoint,
         idempotency: Idempotency,
         fields: &[(&'static str, String)],
     ) -> Result<Object, ProviderError> {
@@ -348,7 +353,7 @@ impl ZomroClient {
 
     async fn post(
         &self,
-        op: &'static str,
+        op: &'static Endpoint,
         idempotency: Idempotency,
         fields: &[(&'static str, String)],
         credential: &Secret,
@@ -382,7 +387,7 @@ impl ZomroClient {
     async fn login(&self) -> Result<Secret, ProviderError> {
         self.inner
             .gate
-            .run("auth", Idempotency::Idempotent, || async {
+            .run(&endpoint::AUTH, Idempotency::Read, || async {
                 let form = [
                     ("func", "auth"),
                     ("username", self.inner.username.expose()),
@@ -628,7 +633,7 @@ mod tests {
     use proptest::prelude::*;
     use std::time::Duration;
 
-    /// provider-api.md §B, verbatim.
+    /// docs/providers.md §B, verbatim.
     const DOC_LIST: &str = r#"{"doc": {"elem": [{"id": {"$": "5204214"}, "name": {"$": "MySnapshot"},
   "fleio_status": {"$": "Active"}, "createdate": {"$": "2024-07-23"}, "image_size": {"$": "3"},
   "protected": {"$": "off"}, "region": {"$": "Netherlands-2"}, "disk_format": {"$": "qcow2"}}]}}"#;
@@ -920,6 +925,7 @@ mod tests {
             request_timeout: Duration::from_secs(5),
             snapshot_limit: 5,
             backup_limit: 10,
+            fence: None,
         };
         let gate = Gate::new(
             "zomro",

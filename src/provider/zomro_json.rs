@@ -1,4 +1,4 @@
-//! BILLmanager's JSON dialect (provider-api.md §B.1): every scalar is a string inside
+//! BILLmanager's JSON dialect (docs/providers.md §B.1): every scalar is a string inside
 //! `{"$": …}`, attributes are `"$name"` keys, and a list may arrive as an array, a bare object
 //! (one element), `{}` or nothing at all (empty).
 use serde_json::{Map, Value};

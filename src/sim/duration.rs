@@ -2,32 +2,9 @@
 
 use std::time::Duration;
 
-/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h`; a bare `0` is also accepted.
+/// The operator's one duration grammar (`crate::api::duration`), e.g. `500ms`, `2s`, `1m30s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let invalid = || format!("invalid duration {text:?}: expected e.g. 500ms, 2s, 1m or 1h");
-    if number.is_empty() {
-        return Err(invalid());
-    }
-    let n: u64 = number.parse().map_err(|_| invalid())?;
-    let secs = |factor: u64| {
-        n.checked_mul(factor)
-            .map(Duration::from_secs)
-            .ok_or_else(invalid)
-    };
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3600),
-        // A bare number is ambiguous, except zero which means the same in every unit.
-        "" if n == 0 => Ok(Duration::ZERO),
-        _ => Err(invalid()),
-    }
+    crate::api::duration::parse(text)
 }
 
 /// Inverse of [`parse_duration`] at millisecond precision.
@@ -73,7 +50,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("0").is_err());
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("5").is_err());

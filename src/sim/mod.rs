@@ -1,6 +1,6 @@
 //! Provider simulator serving both provider APIs from memory over real HTTP.
 //!
-//! Written from `provider-api.md` alone, independently of `crate::provider`, so that contract
+//! Written from `docs/providers.md` alone, independently of `crate::provider`, so that contract
 //! tests pitting the clients against it can catch a misreading on either side.
 //!
 //! - VpsRest under `/api/v1/` (paths only with their trailing slash; without it: 404).
@@ -34,8 +34,8 @@ pub use config::SimConfig;
 pub use duration::{format_duration, parse_duration};
 pub use faults::{Faults, TIMEOUT_HOLD};
 pub use model::{
-    BackupType, CreateRecord, DeleteRecord, ObjectKind, Record, RestoreRecord, ServerRecord,
-    SimApi, SimBackup, SimServer, SimSnapshot, SimStatus,
+    BackupType, CallRecord, Caller, CreateRecord, DeleteRecord, ObjectKind, Record, RefusedCreate,
+    RestoreRecord, ServerRecord, SimApi, SimBackup, SimServer, SimSnapshot, SimStatus,
 };
 pub use server::{SimHandle, start};
 pub use state::{FIRST_BACKUP_ID, FIRST_SNAPSHOT_ID};

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::{Client, Config, Resource};
 use serde::de::DeserializeOwned;
 use tokio::process::{Child, Command};
@@ -49,19 +50,11 @@ pub async fn install_crds(client: &Client) {
     }
     for crd in vpsnap::api::all_crds() {
         let name = crd.metadata.name.clone().unwrap();
-        wait_for(
+        wait_for_condition(
             &api,
             &name,
             Duration::from_secs(60),
-            |c: &CustomResourceDefinition| {
-                c.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True")
-                    })
-            },
+            conditions::is_crd_established(),
         )
         .await;
     }
@@ -127,51 +120,56 @@ impl TestNamespace {
     }
 }
 
-/// Polls `name` until `pred` holds; on timeout panics with the last object seen.
+/// Waits (on a watch of `name`) until `pred` holds; on timeout panics with the last object seen.
 pub async fn wait_for<K, F>(api: &Api<K>, name: &str, timeout: Duration, pred: F) -> K
 where
-    K: Clone + DeserializeOwned + std::fmt::Debug + serde::Serialize,
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + serde::Serialize + Send + 'static,
     F: Fn(&K) -> bool,
 {
-    let start = Instant::now();
-    let mut last: Option<K> = None;
-    loop {
-        match api.get_opt(name).await {
-            Ok(Some(obj)) => {
-                if pred(&obj) {
-                    return obj;
-                }
-                last = Some(obj);
-            }
-            Ok(None) => {}
-            Err(e) => eprintln!("wait_for {name}: {e}"),
-        }
-        if start.elapsed() > timeout {
-            let seen = last
-                .map(|o| serde_yaml::to_string(&o).unwrap_or_default())
-                .unwrap_or_else(|| "nothing (object absent)".into());
-            panic!("timed out after {timeout:?} waiting for {name}; last seen:\n{seen}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_for_condition(api, name, timeout, |o: Option<&K>| o.is_some_and(&pred))
+        .await
+        .expect("the condition holds only for an existing object")
 }
 
 /// Waits until `name` is gone.
 pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration)
 where
-    K: Clone + DeserializeOwned + std::fmt::Debug + serde::Serialize,
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + serde::Serialize + Send + 'static,
 {
-    let start = Instant::now();
+    wait_for_condition(api, name, timeout, |o: Option<&K>| o.is_none()).await;
+}
+
+/// `kube::runtime::wait::await_condition` with a deadline, re-watching after a watch error; on
+/// timeout panics with the last state seen. Returns the object the condition matched (`None`
+/// when it matched the object's absence).
+pub async fn wait_for_condition<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    condition: impl Condition<K>,
+) -> Option<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + serde::Serialize + Send + 'static,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let last: std::sync::Mutex<Option<Option<K>>> = Default::default();
+    let seen = |o: Option<&K>| {
+        *last.lock().unwrap() = Some(o.cloned());
+        condition.matches_object(o)
+    };
     loop {
-        match api.get_opt(name).await {
-            Ok(None) => return,
-            Ok(Some(o)) if start.elapsed() > timeout => {
-                panic!(
-                    "timed out after {timeout:?} waiting for {name} to go; last seen:\n{}",
-                    serde_yaml::to_string(&o).unwrap_or_default()
-                )
+        match tokio::time::timeout_at(deadline, await_condition(api.clone(), name, &seen)).await {
+            Ok(Ok(found)) => return found,
+            // A broken watch (apiserver hiccup): watch again until the deadline.
+            Ok(Err(e)) => eprintln!("wait for {name}: {e}; watching again"),
+            Err(_) => {
+                let seen = match last.lock().unwrap().take() {
+                    Some(Some(o)) => serde_yaml::to_string(&o).unwrap_or_default(),
+                    Some(None) => "the object absent".into(),
+                    None => "nothing (no watch event arrived)".into(),
+                };
+                panic!("timed out after {timeout:?} waiting for {name}; last seen:\n{seen}");
             }
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
 }
@@ -229,6 +227,17 @@ impl Operator {
         extra: &[&str],
         kubeconfig: Option<PathBuf>,
     ) -> Self {
+        Self::start_env(namespace, pod, extra, kubeconfig, &[]).await
+    }
+
+    /// Like `start_named`, with extra environment variables.
+    pub async fn start_env(
+        namespace: &str,
+        pod: &str,
+        extra: &[&str],
+        kubeconfig: Option<PathBuf>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let metrics_addr = free_addr();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpsnap"));
         cmd.arg("controller")
@@ -243,6 +252,7 @@ impl Operator {
                 "RUST_LOG",
                 std::env::var("VPSNAP_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if std::env::var_os("VPSNAP_TEST_QUIET").is_some() {
@@ -252,6 +262,20 @@ impl Operator {
         Self {
             child,
             metrics_addr,
+        }
+    }
+
+    /// Waits until `/readyz` answers 200 (caches synced).
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = self.try_get("/readyz").await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(start.elapsed() < timeout, "the operator never became ready");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -272,6 +296,35 @@ impl Operator {
     pub async fn metrics(&self) -> String {
         self.get("/metrics").await.text().await.expect("body")
     }
+}
+
+/// Leader election with a lease short enough for a test: 6 s, fenced with a 2 s request
+/// timeout and a 1 s clock-skew allowance (the operator refuses timings that cannot fence).
+pub fn fast_lease(namespace: &str) -> [&str; 11] {
+    [
+        "--leader-election",
+        "--lease-namespace",
+        namespace,
+        "--lease-duration-secs",
+        "6",
+        "--provider-request-timeout",
+        "2s",
+        "--clock-skew-allowance",
+        "1s",
+        "--provider-list-lag",
+        "2s",
+    ]
+}
+
+/// Sends `signal` (e.g. `STOP`, `CONT`) to the operator process.
+pub fn signal(op: &Operator, signal: &str) {
+    let pid = op.child.id().expect("the operator is running");
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 /// reqwest is built without a bundled crypto provider; whichever test of a binary runs first
@@ -413,7 +466,9 @@ impl World {
             + Clone
             + DeserializeOwned
             + std::fmt::Debug
-            + serde::Serialize,
+            + serde::Serialize
+            + Send
+            + 'static,
     {
         wait_for(&self.ns.api::<K>(), name, timeout, |o: &K| {
             has_condition(o, "Ready", "True", None)
@@ -434,7 +489,9 @@ impl World {
             + Clone
             + DeserializeOwned
             + std::fmt::Debug
-            + serde::Serialize,
+            + serde::Serialize
+            + Send
+            + 'static,
     {
         wait_for(&self.ns.api::<K>(), name, timeout, |o: &K| {
             has_condition(o, type_, status, Some(reason))
@@ -522,5 +579,81 @@ impl World {
             },
         )
         .await
+    }
+}
+
+/// A TCP proxy to the apiserver that a test can cut, as a network partition between one
+/// operator and the control plane would (the operator keeps its route to the provider).
+pub struct Partition {
+    pub kubeconfig: PathBuf,
+    cut: tokio::sync::watch::Sender<bool>,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Partition {
+    /// A proxy to the test apiserver and a kubeconfig that goes through it.
+    pub async fn new() -> Self {
+        let text = std::fs::read_to_string(kubeconfig_path()).expect("read kubeconfig");
+        let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig yaml");
+        let server = config["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .expect("cluster server")
+            .to_string();
+        let upstream = server
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    return;
+                };
+                if *watch.borrow() {
+                    continue;
+                }
+                let mut cut = watch.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = cut.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        config["clusters"][0]["cluster"]["server"] = format!("https://{addr}").into();
+        let dir =
+            std::env::temp_dir().join(format!("vpsnap-partition-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, serde_yaml::to_string(&config).unwrap())
+            .expect("write kubeconfig");
+        Partition {
+            kubeconfig,
+            cut,
+            _dir: TempDir(dir),
+        }
+    }
+
+    /// Drops every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        let _ = self.cut.send(true);
     }
 }

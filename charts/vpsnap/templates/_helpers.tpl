@@ -76,6 +76,9 @@ Checks that the schema cannot express; rendered (empty) by every template that d
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "serviceMonitor.enabled=true requires metrics.service.enabled=true (the ServiceMonitor selects that Service)" }}
 {{- end }}
+{{- if and .Values.tests.enabled (not .Values.metrics.service.enabled) }}
+{{- fail "tests.enabled=true requires metrics.service.enabled=true (helm test calls /readyz through that Service); or set tests.enabled=false" }}
+{{- end }}
 {{- if and (include "vpsnap.pdbEnabled" .) (not (kindIs "invalid" .Values.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" .Values.podDisruptionBudget.maxUnavailable)) }}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both (set the other to null)" }}
 {{- end }}
@@ -119,4 +122,31 @@ ClusterRole (all namespaces) or the Role (watchNamespace).
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/* Name of the metrics Service. */}}
+{{- define "vpsnap.metricsService" -}}
+{{- printf "%s-metrics" (include "vpsnap.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+PromQL label matchers of this release's scrape target: the job prometheus-operator names after
+the metrics Service, in the release namespace (override with prometheusRule.selector).
+*/}}
+{{- define "vpsnap.alertSelector" -}}
+{{- if .Values.prometheusRule.selector }}
+{{- .Values.prometheusRule.selector }}
+{{- else }}
+{{- printf "job=%q,namespace=%q" (include "vpsnap.metricsService" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of the `helm test` pod: deliberately not the selector labels, so neither the metrics
+Service, the PodDisruptionBudget nor the NetworkPolicy of the operator select it.
+*/}}
+{{- define "vpsnap.testLabels" -}}
+app.kubernetes.io/name: {{ include "vpsnap.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
 {{- end }}

@@ -7,12 +7,15 @@
 //! Terminating. The intent lives in an annotation rather than in status because it cannot be
 //! reconstructed by observation (status can be), and so a backup/restore of the objects
 //! (Velero, Argo CD) keeps it.
+//!
+//! Both writes here are conditional on the version the decision was made from: of two
+//! writers (a second replica in a leader handover, a reconcile on an outdated copy) at most
+//! one gets through, and the other re-reads.
 use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
+use super::kind::RestorePoint;
 use crate::api::CreateIntent;
 
 pub const FINALIZER: &str = "vpsnap.dev/cleanup";
@@ -28,11 +31,7 @@ pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
 
 /// The recorded create intent: the annotation, or `status.createIntent` as written by earlier
 /// versions (objects from before an upgrade must keep their crash safety).
-pub fn intent_of<K: Resource>(
-    obj: &K,
-    marker: impl FnOnce() -> String,
-    legacy: Option<&CreateIntent>,
-) -> Option<CreateIntent> {
+pub fn intent_of<K: RestorePoint>(obj: &K) -> Option<CreateIntent> {
     match obj
         .meta()
         .annotations
@@ -40,66 +39,57 @@ pub fn intent_of<K: Resource>(
         .and_then(|a| a.get(CREATE_REQUESTED_AT))
     {
         Some(at) => Some(CreateIntent {
-            marker: marker(),
+            marker: obj.marker(),
             requested_at: at.clone(),
         }),
-        None => legacy.cloned(),
+        None => obj.status().and_then(|s| s.create_intent.clone()),
     }
 }
 
-/// Adds the finalizer and, with `create_at`, the create intent — in one write that only
-/// succeeds against the version the decision was made on (two replicas in a leader handover
-/// cannot both claim the same create).
-/// Returns the new resourceVersion.
-pub async fn claim<K>(
+/// Adds the finalizer and, with `create_at`, the create intent, in one write conditional on
+/// the version `seen`. Returns the object as written.
+pub async fn claim<K: RestorePoint>(
     api: &Api<K>,
-    obj: &K,
+    seen: &K,
     create_at: Option<Timestamp>,
-) -> Result<Option<String>, kube::Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    let mut finalizers = obj.finalizers().to_vec();
+) -> Result<K, kube::Error> {
+    let mut finalizers = seen.finalizers().to_vec();
     if !finalizers.iter().any(|f| f == FINALIZER) {
         finalizers.push(FINALIZER.to_string());
     }
     let mut metadata = serde_json::json!({
-        "resourceVersion": obj.resource_version(),
+        "resourceVersion": seen.resource_version(),
         "finalizers": finalizers,
     });
     if let Some(at) = create_at {
         metadata["annotations"] = serde_json::json!({ CREATE_REQUESTED_AT: at.to_string() });
     }
     let patch = serde_json::json!({ "metadata": metadata });
-    let updated = api
-        .patch(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
-    Ok(updated.resource_version())
+    api.patch(
+        &seen.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
 }
 
-/// Removes the finalizer once the provider side is dealt with.
-pub async fn release<K>(api: &Api<K>, obj: &K) -> Result<(), kube::Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    let finalizers: Vec<&String> = obj
+/// Removes the finalizer once the provider side is dealt with, conditional on the version
+/// `seen` (a change since, e.g. a new intent, must be looked at first).
+pub async fn release<K: RestorePoint>(api: &Api<K>, seen: &K) -> Result<(), kube::Error> {
+    let finalizers: Vec<&String> = seen
         .finalizers()
         .iter()
         .filter(|f| *f != FINALIZER)
         .collect();
     let patch = serde_json::json!({
         "metadata": {
-            "resourceVersion": obj.resource_version(),
+            "resourceVersion": seen.resource_version(),
             "finalizers": finalizers,
         }
     });
     match api
         .patch(
-            &obj.name_any(),
+            &seen.name_any(),
             &PatchParams::default(),
             &Patch::Merge(&patch),
         )
@@ -141,15 +131,16 @@ mod tests {
             requested_at: "2026-01-01T00:00:00Z".into(),
         };
         let annotated = snapshot(Some("2026-02-02T00:00:00Z"), true);
-        let got = intent_of(&annotated, || "a-marker".into(), Some(&legacy)).unwrap();
-        assert_eq!(got.marker, "a-marker");
+        let got = intent_of(&annotated).unwrap();
+        assert_eq!(got.marker, annotated.marker());
         assert_eq!(got.requested_at, "2026-02-02T00:00:00Z");
-        let plain = snapshot(None, false);
-        assert_eq!(
-            intent_of(&plain, || unreachable!(), Some(&legacy)),
-            Some(legacy)
-        );
-        assert_eq!(intent_of(&plain, || unreachable!(), None), None);
+        let mut plain = snapshot(None, false);
+        assert_eq!(intent_of(&plain), None);
+        plain.status = Some(crate::api::RestorePointStatus {
+            create_intent: Some(legacy.clone()),
+            ..Default::default()
+        });
+        assert_eq!(intent_of(&plain), Some(legacy));
         assert!(has_finalizer(&annotated) && !has_finalizer(&plain));
     }
 }

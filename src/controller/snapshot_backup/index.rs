@@ -1,0 +1,507 @@
+//! Indexes fed by the watches: per provider server, the declared objects of one kind with the
+//! latest state this process knows — its own writes included — and the unfinished restores
+//! that still need their source.
+//!
+//! The watch cache lags behind this process's own writes. A decision made from a copy older
+//! than our last write could repeat it or step the status back, so every successful write is
+//! recorded here as an overlay over the cached copy. The overlay stands until the watch
+//! delivers a version that is not one of those it is known to supersede (the watch caught
+//! up, or someone else wrote since) — resource versions are only ever compared for equality.
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::Event;
+
+use super::kind::RestorePoint;
+use crate::api::{RestoreKind, RestorePhase, SourceSpec, VpsRestore};
+use crate::controller::listings::ServerKey;
+
+/// Namespace and name of an object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjKey {
+    pub fn of<K: kube::Resource>(obj: &K) -> Self {
+        ObjKey {
+            namespace: obj.meta().namespace.clone().unwrap_or_default(),
+            name: obj.meta().name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl ObjKey {
+    /// The key `Display` printed (`namespace/name`; neither may contain a slash).
+    pub fn parse(text: &str) -> Self {
+        let (namespace, name) = text.split_once('/').unwrap_or(("", text));
+        ObjKey {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The server an object declares a restore point on.
+pub fn server_key<K: RestorePoint>(obj: &K) -> ServerKey {
+    let c = obj.common();
+    ServerKey {
+        provider: (obj.namespace().unwrap_or_default(), c.provider.to_string()),
+        server: c.server_id.max(0) as u64,
+        class: K::CLASS,
+    }
+}
+
+struct Overlay<K> {
+    obj: Arc<K>,
+    /// Versions known to be older than `obj`.
+    superseded: Vec<String>,
+}
+
+struct Inner<K> {
+    by_server: HashMap<ServerKey, BTreeSet<ObjKey>>,
+    by_owner: HashMap<String, BTreeSet<ObjKey>>,
+    overlays: HashMap<ObjKey, Overlay<K>>,
+}
+
+impl<K> Default for Inner<K> {
+    fn default() -> Self {
+        Inner {
+            by_server: HashMap::new(),
+            by_owner: HashMap::new(),
+            overlays: HashMap::new(),
+        }
+    }
+}
+
+/// Declared `VpsSnapshot`s or `VpsBackup`s by server and by owner, over the watch's store.
+pub struct Index<K: RestorePoint> {
+    store: Store<K>,
+    inner: Mutex<Inner<K>>,
+}
+
+impl<K: RestorePoint> Index<K> {
+    pub fn new(store: Store<K>) -> Self {
+        Index {
+            store,
+            inner: Mutex::default(),
+        }
+    }
+
+    /// The watch's store (copies as the watch last delivered them).
+    pub fn store(&self) -> &Store<K> {
+        &self.store
+    }
+
+    /// Feeds one watch event, after the reflector has applied it to the store.
+    pub fn observe(&self, event: &Event<K>) {
+        let mut inner = self.inner.lock().expect("index lock");
+        match event {
+            Event::Apply(obj) => {
+                let key = ObjKey::of(obj);
+                add(&mut inner, &key, obj);
+                let rv = obj.resource_version();
+                if inner
+                    .overlays
+                    .get(&key)
+                    .is_some_and(|o| !o.superseded.iter().any(|s| Some(s) == rv.as_ref()))
+                {
+                    inner.overlays.remove(&key);
+                }
+            }
+            Event::Delete(obj) => {
+                let key = ObjKey::of(obj);
+                remove(&mut inner, &key, obj);
+                inner.overlays.remove(&key);
+            }
+            // A re-list: the store is replaced as a whole once it is done.
+            Event::Init | Event::InitApply(_) => {}
+            Event::InitDone => {
+                let overlays = std::mem::take(&mut inner.overlays);
+                *inner = Inner::default();
+                for obj in self.store.state() {
+                    add(&mut inner, &ObjKey::of(obj.as_ref()), obj.as_ref());
+                }
+                for (key, overlay) in overlays {
+                    let listed = self.cached(&key).and_then(|o| o.resource_version());
+                    if overlay
+                        .superseded
+                        .iter()
+                        .any(|s| Some(s) == listed.as_ref())
+                    {
+                        inner.overlays.insert(key, overlay);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records an object as this process just wrote it; `seen` is the version the write was
+    /// conditional on.
+    pub fn record_write(&self, seen: Option<&str>, written: K) {
+        let key = ObjKey::of(&written);
+        let now = written.resource_version();
+        let mut inner = self.inner.lock().expect("index lock");
+        // Under the lock, so a watch event applied meanwhile is either seen here or drops
+        // the overlay right after.
+        if self.cached(&key).and_then(|c| c.resource_version()) == now {
+            inner.overlays.remove(&key);
+            return;
+        }
+        let mut superseded = Vec::new();
+        if let Some(previous) = inner.overlays.remove(&key) {
+            superseded.extend(previous.superseded);
+            superseded.extend(previous.obj.resource_version());
+        }
+        superseded.extend(seen.map(str::to_string));
+        superseded.retain(|s| Some(s) != now.as_ref());
+        superseded.sort();
+        superseded.dedup();
+        inner.overlays.insert(
+            key,
+            Overlay {
+                obj: Arc::new(written),
+                superseded,
+            },
+        );
+    }
+
+    /// The latest version of `key` this process knows.
+    pub fn latest(&self, key: &ObjKey) -> Option<Arc<K>> {
+        let overlay = {
+            let inner = self.inner.lock().expect("index lock");
+            inner.overlays.get(key).map(|o| o.obj.clone())
+        };
+        overlay.or_else(|| self.cached(key))
+    }
+
+    /// The latest version of every object declared on `server`.
+    pub fn on_server(&self, server: &ServerKey) -> Vec<Arc<K>> {
+        let keys: Vec<ObjKey> = {
+            let inner = self.inner.lock().expect("index lock");
+            inner
+                .by_server
+                .get(server)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        keys.iter().filter_map(|k| self.latest(k)).collect()
+    }
+
+    /// The latest version of every object with an ownerReference to `uid`.
+    pub fn owned_by(&self, uid: &str) -> Vec<Arc<K>> {
+        let keys: Vec<ObjKey> = {
+            let inner = self.inner.lock().expect("index lock");
+            inner
+                .by_owner
+                .get(uid)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        keys.iter().filter_map(|k| self.latest(k)).collect()
+    }
+
+    fn cached(&self, key: &ObjKey) -> Option<Arc<K>> {
+        self.store
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+    }
+}
+
+fn add<K: RestorePoint>(inner: &mut Inner<K>, key: &ObjKey, obj: &K) {
+    inner
+        .by_server
+        .entry(server_key(obj))
+        .or_default()
+        .insert(key.clone());
+    for owner in obj.owner_references() {
+        inner
+            .by_owner
+            .entry(owner.uid.clone())
+            .or_default()
+            .insert(key.clone());
+    }
+}
+
+fn remove<K: RestorePoint>(inner: &mut Inner<K>, key: &ObjKey, obj: &K) {
+    let server = server_key(obj);
+    if let Some(set) = inner.by_server.get_mut(&server) {
+        set.remove(key);
+        if set.is_empty() {
+            inner.by_server.remove(&server);
+        }
+    }
+    for owner in obj.owner_references() {
+        if let Some(set) = inner.by_owner.get_mut(&owner.uid) {
+            set.remove(key);
+            if set.is_empty() {
+                inner.by_owner.remove(&owner.uid);
+            }
+        }
+    }
+}
+
+/// How an unfinished restore names its source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreUse {
+    pub namespace: String,
+    pub provider: String,
+    pub server: i64,
+    pub kind: RestoreKind,
+    /// `spec.source.snapshotRef`/`backupRef`.
+    pub by_name: Option<String>,
+    /// `spec.source.snapshotId`/`backupId`.
+    pub by_id: Option<String>,
+}
+
+impl RestoreUse {
+    /// What `restore` still needs, or `None` once it finished (accepted or failed).
+    pub fn of(restore: &VpsRestore) -> Option<Self> {
+        let finished = restore.status.as_ref().is_some_and(|s| {
+            s.restore_accepted_at.is_some() || s.phase == Some(RestorePhase::Failed)
+        });
+        if finished {
+            return None;
+        }
+        let (kind, by_name, by_id) = match restore.spec.source.get()? {
+            SourceSpec::Ref { kind, name } => (kind, Some(name.to_string()), None),
+            SourceSpec::Id { kind, id } => (kind, None, Some(id.to_string())),
+        };
+        Some(RestoreUse {
+            namespace: restore.namespace().unwrap_or_default(),
+            provider: restore.spec.provider_ref.name.clone(),
+            server: restore.spec.server_id,
+            kind,
+            by_name,
+            by_id,
+        })
+    }
+
+    /// Whether this restore uses the object `name` (provider id `id`) on `server`.
+    pub fn uses(
+        &self,
+        server: &ServerKey,
+        kind: RestoreKind,
+        name: &str,
+        id: Option<&str>,
+    ) -> bool {
+        self.kind == kind
+            && self.namespace == server.provider.0
+            && self.provider == server.provider.1
+            && self.server.max(0) as u64 == server.server
+            && (self.by_name.as_deref() == Some(name)
+                || (id.is_some() && self.by_id.as_deref() == id))
+    }
+}
+
+/// The unfinished restores, fed by the restore watch. Finished ones are dropped, so the set
+/// stays as small as the restores running now.
+#[derive(Default)]
+pub struct RestoreUses {
+    inner: Mutex<HashMap<ObjKey, RestoreUse>>,
+}
+
+impl RestoreUses {
+    pub fn observe(&self, event: &Event<VpsRestore>, store: &Store<VpsRestore>) {
+        let mut inner = self.inner.lock().expect("restore index lock");
+        match event {
+            Event::Apply(r) => match RestoreUse::of(r) {
+                Some(u) => {
+                    inner.insert(ObjKey::of(r), u);
+                }
+                None => {
+                    inner.remove(&ObjKey::of(r));
+                }
+            },
+            Event::Delete(r) => {
+                inner.remove(&ObjKey::of(r));
+            }
+            Event::Init | Event::InitApply(_) => {}
+            Event::InitDone => {
+                *inner = store
+                    .state()
+                    .iter()
+                    .filter_map(|r| RestoreUse::of(r).map(|u| (ObjKey::of(r.as_ref()), u)))
+                    .collect();
+            }
+        }
+    }
+
+    /// Unfinished restores of any server of `provider`.
+    pub fn on_server_all(
+        &self,
+        provider: &crate::controller::registry::ProviderKey,
+    ) -> Vec<RestoreUse> {
+        self.inner
+            .lock()
+            .expect("restore index lock")
+            .values()
+            .filter(|u| u.namespace == provider.0 && u.provider == provider.1)
+            .cloned()
+            .collect()
+    }
+
+    /// Unfinished restores from `server`.
+    pub fn on_server(&self, server: &ServerKey) -> Vec<RestoreUse> {
+        self.inner
+            .lock()
+            .expect("restore index lock")
+            .values()
+            .filter(|u| {
+                u.namespace == server.provider.0
+                    && u.provider == server.provider.1
+                    && u.server.max(0) as u64 == server.server
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ProviderRef, VpsSnapshot, VpsSnapshotSpec};
+    use crate::controller::listings::Class;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    fn snap(name: &str, server: i64, rv: &str) -> VpsSnapshot {
+        let mut s = VpsSnapshot::new(
+            name,
+            VpsSnapshotSpec {
+                provider_ref: ProviderRef { name: "p".into() },
+                server_id: server,
+                snapshot_name: None,
+                description: None,
+                deletion_policy: Default::default(),
+                import_id: None,
+                pinned: false,
+                evictable: false,
+                failure_deadline: None,
+            },
+        );
+        s.metadata.namespace = Some("ns".into());
+        s.metadata.resource_version = Some(rv.into());
+        s
+    }
+
+    fn server(id: u64) -> ServerKey {
+        ServerKey {
+            provider: ("ns".into(), "p".into()),
+            server: id,
+            class: Class::Snapshot,
+        }
+    }
+
+    /// A store and index fed like the controller's: the store first, then the index.
+    struct Fed {
+        writer: reflector::store::Writer<VpsSnapshot>,
+        index: Index<VpsSnapshot>,
+    }
+
+    impl Fed {
+        fn new() -> Self {
+            let (reader, writer) = reflector::store();
+            Fed {
+                writer,
+                index: Index::new(reader),
+            }
+        }
+        fn feed(&mut self, event: Event<VpsSnapshot>) {
+            self.writer.apply_watcher_event(&event);
+            self.index.observe(&event);
+        }
+        fn rv(&self, name: &str) -> Option<String> {
+            self.index
+                .latest(&ObjKey {
+                    namespace: "ns".into(),
+                    name: name.into(),
+                })
+                .and_then(|o| o.resource_version())
+        }
+    }
+
+    #[test]
+    fn objects_are_found_by_server_until_deleted() {
+        let mut f = Fed::new();
+        f.feed(Event::Apply(snap("a", 1, "1")));
+        f.feed(Event::Apply(snap("b", 1, "2")));
+        f.feed(Event::Apply(snap("c", 2, "3")));
+        let names = |s| {
+            let mut n: Vec<String> = f
+                .index
+                .on_server(&server(s))
+                .iter()
+                .map(|o| o.name_any())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(1), ["a", "b"]);
+        assert_eq!(names(2), ["c"]);
+        f.feed(Event::Delete(snap("a", 1, "4")));
+        let names1: Vec<String> = f
+            .index
+            .on_server(&server(1))
+            .iter()
+            .map(|o| o.name_any())
+            .collect();
+        assert_eq!(names1, ["b"]);
+        assert!(f.index.on_server(&server(3)).is_empty());
+    }
+
+    #[test]
+    fn own_writes_win_over_older_cached_copies_until_the_watch_catches_up() {
+        let mut f = Fed::new();
+        f.feed(Event::Apply(snap("a", 1, "10")));
+        // A claim (10 → 11) and a status write (11 → 12), before the watch sent either.
+        f.index.record_write(Some("10"), snap("a", 1, "11"));
+        f.index.record_write(Some("11"), snap("a", 1, "12"));
+        assert_eq!(f.rv("a").as_deref(), Some("12"));
+        // The watch delivers the claim: still older than our last write.
+        f.feed(Event::Apply(snap("a", 1, "11")));
+        assert_eq!(f.rv("a").as_deref(), Some("12"));
+        // Then our write itself: the cache holds it now.
+        f.feed(Event::Apply(snap("a", 1, "12")));
+        assert_eq!(f.rv("a").as_deref(), Some("12"));
+        // Someone else writes after us: their version is the latest.
+        f.feed(Event::Apply(snap("a", 1, "13")));
+        assert_eq!(f.rv("a").as_deref(), Some("13"));
+    }
+
+    #[test]
+    fn a_write_already_delivered_leaves_no_overlay_and_a_relist_keeps_only_newer_writes() {
+        let mut f = Fed::new();
+        f.feed(Event::Apply(snap("a", 1, "5")));
+        f.feed(Event::Apply(snap("a", 1, "6")));
+        f.index.record_write(Some("5"), snap("a", 1, "6"));
+        f.feed(Event::Apply(snap("a", 1, "9")));
+        assert_eq!(f.rv("a").as_deref(), Some("9"));
+
+        f.index.record_write(Some("9"), snap("a", 1, "10"));
+        // A re-list that still shows the older version keeps our write on top.
+        f.feed(Event::Init);
+        f.feed(Event::InitApply(snap("a", 1, "9")));
+        f.feed(Event::InitApply(snap("b", 2, "3")));
+        f.feed(Event::InitDone);
+        assert_eq!(f.rv("a").as_deref(), Some("10"));
+        assert_eq!(f.index.on_server(&server(2)).len(), 1);
+        // One that shows something else drops it.
+        f.feed(Event::Init);
+        f.feed(Event::InitApply(snap("a", 1, "11")));
+        f.feed(Event::InitDone);
+        assert_eq!(f.rv("a").as_deref(), Some("11"));
+        assert!(
+            f.index.on_server(&server(2)).is_empty(),
+            "b gone in the re-list"
+        );
+    }
+}
