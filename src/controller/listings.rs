@@ -97,10 +97,17 @@ struct Slot {
     listing: Option<ServerListing>,
     /// Provider ids this process deleted that the provider may still list for a while.
     deleting: HashMap<String, Instant>,
+    /// Objects (`namespace/name`) whose create this process is sending with the lock let go:
+    /// each holds a slot until the answer is in the listing.
+    reserved: HashMap<String, Instant>,
 }
 
 /// A delete the provider accepted but still lists after this long is sent again.
 const DELETE_PATIENCE: Duration = Duration::from_secs(600);
+
+/// A reservation whose create never reported back (its task was cancelled) stops counting
+/// after this long; a create is answered or abandoned within seconds.
+const RESERVATION_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 pub struct Listings {
@@ -237,6 +244,26 @@ impl ServerGuard {
     /// Provider ids whose delete was accepted and that were still listed last time.
     pub fn deleting(&self) -> BTreeSet<String> {
         self.guard.deleting.keys().cloned().collect()
+    }
+
+    /// Holds a slot for `object`'s create while the lock is let go for its writes and call.
+    pub fn reserve(&mut self, object: &str) {
+        self.guard
+            .reserved
+            .insert(object.to_string(), Instant::now());
+    }
+
+    /// The create of `object` is answered (or abandoned): its slot is what the listing says.
+    pub fn unreserve(&mut self, object: &str) {
+        self.guard.reserved.remove(object);
+    }
+
+    /// Objects whose create is under way with the lock let go.
+    pub fn reserved(&mut self) -> BTreeSet<String> {
+        self.guard
+            .reserved
+            .retain(|_, at| at.elapsed() < RESERVATION_TTL);
+        self.guard.reserved.keys().cloned().collect()
     }
 
     /// Forces the next reader to list again (an outcome we could not observe).

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::claim;
 use super::decide::{self, CleanupStep, CreateAnswer, Requeue, Step, Verdict, Victim};
 use super::facts::Facts;
-use super::index::ObjKey;
+use super::index::{ObjKey, server_key};
 use super::kind::RestorePoint;
 use super::reason::Reason;
 use super::report;
@@ -27,13 +27,14 @@ use crate::provider::ProviderError;
 use crate::telemetry::metrics::KindLabels;
 use crate::telemetry::spans;
 
-/// What a step acts on: the object as the facts saw it, and the server it holds.
+/// What a step acts on: the object as the facts saw it, and the server it holds (a create lets
+/// the server go while it writes and calls, holding a reservation instead).
 pub struct Act<'a, K: RestorePoint> {
     pub ctx: &'a Context,
     pub obj: Arc<K>,
     pub facts: &'a Facts,
     pub handle: Option<&'a ProviderHandle>,
-    pub guard: &'a mut ServerGuard,
+    pub guard: Option<ServerGuard>,
 }
 
 impl<K: RestorePoint> Act<'_, K> {
@@ -54,6 +55,15 @@ impl<K: RestorePoint> Act<'_, K> {
 
     fn requeue(&self, r: Requeue) -> Action {
         timing::requeue(r, self.handle)
+    }
+
+    /// The server's lock, taken again when a create let it go.
+    async fn server_lock(&mut self) -> &mut ServerGuard {
+        if self.guard.is_none() {
+            let key = server_key(self.obj.as_ref());
+            self.guard = Some(self.ctx.listings.lock(&key).await);
+        }
+        self.guard.as_mut().expect("the server's lock is held")
     }
 
     pub async fn apply(mut self, step: Step) -> Result<Action, Error> {
@@ -160,11 +170,56 @@ impl<K: RestorePoint> Act<'_, K> {
         Ok(written)
     }
 
-    /// Records the intent with the finalizer (conditional), then sends the one create.
-    async fn create(self) -> Result<Action, Error> {
+    /// Records the intent with the finalizer (conditional), then sends the one create. The
+    /// server's lock is let go meanwhile — the slot stays reserved, so neighbours planned in
+    /// the meantime count it — and taken again to record the answer in the listing.
+    async fn create(mut self) -> Result<Action, Error> {
         let Some(handle) = self.handle else {
             return Ok(Action::requeue(Duration::from_secs(60)));
         };
+        let key = self.key();
+        if let Some(guard) = self.guard.as_mut() {
+            guard.reserve(&key);
+        }
+        self.guard = None;
+        let sent = self.claim_and_create(handle).await;
+        let guard = self.server_lock().await;
+        guard.unreserve(&key);
+        let (claimed, at, answer) = sent?;
+        match &answer {
+            CreateAnswer::Made(item) => guard.add(item.clone()),
+            CreateAnswer::Accepted | CreateAnswer::Unknown(_) | CreateAnswer::LimitReached(_) => {
+                guard.invalidate()
+            }
+            _ => {}
+        }
+        if matches!(answer, CreateAnswer::Made(_) | CreateAnswer::Accepted) {
+            tracing::info!(kind = K::KIND, object = %key, server = self.server(), "created at the provider");
+        }
+        let mut facts = self.facts.clone();
+        facts.subject.view.intent = Some(at);
+        let deadline = facts
+            .subject
+            .failure_deadline
+            .clone()
+            .unwrap_or(K::DEFAULT_DEADLINE);
+        let verdict = decide::after_create(&facts, &answer, deadline);
+        let after = Act {
+            ctx: self.ctx,
+            obj: claimed.clone(),
+            facts: &facts,
+            handle: self.handle,
+            guard: self.guard.take(),
+        };
+        after.report(&claimed, &verdict).await?;
+        Ok(after.requeue(verdict.requeue))
+    }
+
+    /// The intent (conditional write) and the create call, without the server's lock.
+    async fn claim_and_create(
+        &self,
+        handle: &ProviderHandle,
+    ) -> Result<(Arc<K>, Timestamp, CreateAnswer), Error> {
         let now = Timestamp::now();
         // The create must leave within the send window of its intent (see `fencing`).
         let send_by = tokio::time::Instant::now() + self.ctx.timings.send_window();
@@ -183,23 +238,13 @@ impl<K: RestorePoint> Act<'_, K> {
             description.as_deref(),
         );
         let answer = match crate::provider::send_by(send_by, create).await {
-            Ok(Some(item)) => {
-                self.guard.add(item.clone());
-                CreateAnswer::Made(item)
-            }
-            Ok(None) => {
-                self.guard.invalidate();
-                CreateAnswer::Accepted
-            }
+            Ok(Some(item)) => CreateAnswer::Made(item),
+            Ok(None) => CreateAnswer::Accepted,
             Err(e) if e.outcome_unknown() => {
-                self.guard.invalidate();
                 tracing::warn!(kind = K::KIND, object = %self.key(), error = %e, "create outcome unknown; will list before trying again");
                 CreateAnswer::Unknown(e.to_string())
             }
-            Err(ProviderError::LimitReached(m)) => {
-                self.guard.invalidate();
-                CreateAnswer::LimitReached(m)
-            }
+            Err(ProviderError::LimitReached(m)) => CreateAnswer::LimitReached(m),
             Err(ProviderError::RateLimited { retry_after }) => {
                 CreateAnswer::RateLimited(retry_after)
             }
@@ -212,26 +257,7 @@ impl<K: RestorePoint> Act<'_, K> {
             ) => CreateAnswer::Rejected(e.to_string()),
             Err(e) => return Err(Error::provider(ProviderStep::Create, e)),
         };
-        if matches!(answer, CreateAnswer::Made(_) | CreateAnswer::Accepted) {
-            tracing::info!(kind = K::KIND, object = %self.key(), server = self.server(), "created at the provider");
-        }
-        let mut facts = self.facts.clone();
-        facts.subject.view.intent = Some(at);
-        let deadline = facts
-            .subject
-            .failure_deadline
-            .clone()
-            .unwrap_or(K::DEFAULT_DEADLINE);
-        let verdict = decide::after_create(&facts, &answer, deadline);
-        let after = Act {
-            ctx: self.ctx,
-            obj: claimed.clone(),
-            facts: &facts,
-            handle: self.handle,
-            guard: self.guard,
-        };
-        after.report(&claimed, &verdict).await?;
-        Ok(after.requeue(verdict.requeue))
+        Ok((claimed, at, answer))
     }
 
     /// Marks the victim `Evicted` (conditional on the version the plan saw: a victim pinned
@@ -273,7 +299,7 @@ impl<K: RestorePoint> Act<'_, K> {
             Ok(()) | Err(ProviderError::NotFound(_)) => {}
             Err(e) => return Err(Error::provider(ProviderStep::Delete, e)),
         }
-        self.guard.note_deleting(&victim.id);
+        self.server_lock().await.note_deleting(&victim.id);
         self.ctx
             .metrics
             .evictions
@@ -292,7 +318,7 @@ impl<K: RestorePoint> Act<'_, K> {
         };
         match K::delete(&handle.client, self.server(), id).await {
             Ok(()) | Err(ProviderError::NotFound(_)) => {
-                self.guard.note_deleting(id);
+                self.server_lock().await.note_deleting(id);
                 tracing::info!(kind = K::KIND, object = %self.key(), id, "deleted what an eviction left at the provider");
                 Ok(())
             }
@@ -338,7 +364,7 @@ impl<K: RestorePoint> Act<'_, K> {
         Ok(Action::await_change())
     }
 
-    async fn delete(self, id: String) -> Result<Action, Error> {
+    async fn delete(mut self, id: String) -> Result<Action, Error> {
         let Some(handle) = self.handle else {
             return Ok(Action::requeue(Duration::from_secs(60)));
         };
@@ -370,7 +396,7 @@ impl<K: RestorePoint> Act<'_, K> {
         }
         match K::delete(&handle.client, self.server(), &id).await {
             Ok(()) | Err(ProviderError::NotFound(_)) => {
-                self.guard.note_deleting(&id);
+                self.server_lock().await.note_deleting(&id);
                 self.ctx
                     .event(
                         self.obj.as_ref(),

@@ -501,8 +501,9 @@ fn capacity(f: &Facts, srv: &ServerFacts, limit: usize) -> Step {
     }
 }
 
-/// Every listed object as a slot, plus a slot for each neighbour's create in flight that
-/// the listing does not show yet; and the slots already being freed.
+/// Every listed object as a slot, plus a slot for each neighbour's create in flight (an
+/// intent, or a create this process is sending with the lock let go) that the listing does
+/// not show yet; and the slots already being freed.
 pub fn slots(
     subject: Option<&ObjectView>,
     srv: &ServerFacts,
@@ -564,7 +565,9 @@ pub fn slots(
     }
     for n in &srv.neighbours {
         let unlisted = !owners.iter().any(|(_, o)| o.key == n.key);
-        if unlisted && n.provider_id.is_none() && n.import_id.is_none() && live_intent(n, srv) {
+        let flying = (n.provider_id.is_none() && n.import_id.is_none() && live_intent(n, srv))
+            || srv.reserved.contains(&n.key);
+        if unlisted && flying {
             slots.push(Slot {
                 id: format!("in-flight:{}", n.key),
                 created_at: n.intent,
@@ -587,7 +590,8 @@ fn wants(f: &Facts, srv: &ServerFacts) -> Vec<Want> {
         declared_at: f.subject.view.declared_at,
     }];
     for n in &srv.neighbours {
-        let waiting = n.provider_id.is_none()
+        let waiting = !srv.reserved.contains(&n.key)
+            && n.provider_id.is_none()
             && n.import_id.is_none()
             && !n.deleting
             && !matches!(n.phase, Some(Phase::Evicted | Phase::Failed))

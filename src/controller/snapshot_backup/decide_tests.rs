@@ -102,6 +102,7 @@ fn on_server(mut f: Facts, items: Vec<Item>, neighbours: Vec<ObjectView>) -> Fac
         listing: listing(items, true, 1000),
         neighbours,
         deleting: BTreeSet::new(),
+        reserved: BTreeSet::new(),
         grace: GRACE,
     });
     f
@@ -559,6 +560,22 @@ fn a_neighbours_create_in_flight_takes_a_slot() {
 }
 
 #[test]
+fn a_create_sent_with_the_lock_let_go_takes_a_slot_and_is_no_want() {
+    let sending = view("b");
+    let mut f = on_server(
+        facts(view("a")),
+        vec![item("1", "x", Ready, 0), item("2", "y", Ready, 1)],
+        vec![sending],
+    );
+    f.server.as_mut().unwrap().reserved.insert("ns/b".into());
+    assert_eq!(reason_of(&decide(&f)), Some(Reason::LimitReached));
+    // Its intent recorded meanwhile: still one slot, not two.
+    f.server.as_mut().unwrap().neighbours[0].intent = Some(t(999));
+    f.provider = ProviderFacts::Ready { limit: 4 };
+    assert_eq!(decide(&f), Step::Create);
+}
+
+#[test]
 fn an_older_declaration_goes_first() {
     let older = ObjectView {
         declared_at: t(-10),
@@ -837,6 +854,7 @@ fn arb_world() -> impl Strategy<Value = (Facts, usize)> {
                 listing: listing(items, complete, 1000),
                 neighbours: views[1..].to_vec(),
                 deleting: BTreeSet::new(),
+                reserved: BTreeSet::new(),
                 grace: GRACE,
             });
             (f, limit)
@@ -946,6 +964,7 @@ proptest! {
                 listing: listing(visible, true, 0),
                 neighbours: vec![],
                 deleting: BTreeSet::new(),
+        reserved: BTreeSet::new(),
                 grace: GRACE,
             });
             f.server.as_mut().unwrap().listing.fetched_at = now;

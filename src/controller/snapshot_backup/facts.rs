@@ -89,6 +89,8 @@ pub struct ServerFacts {
     pub neighbours: Vec<ObjectView>,
     /// Provider ids this process asked the provider to delete that are still listed.
     pub deleting: BTreeSet<String>,
+    /// Declared objects (`namespace/name`) whose create this process is sending right now.
+    pub reserved: BTreeSet<String>,
     /// How long after its intent an unseen create counts as never made
     /// (`Timings::intent_grace`).
     pub grace: Duration,
@@ -211,6 +213,7 @@ pub async fn server<K: RestorePoint>(
         server: key.server,
         grace: ctx.timings.intent_grace(),
         deleting: guard.deleting(),
+        reserved: guard.reserved(),
         listing,
         neighbours,
     })

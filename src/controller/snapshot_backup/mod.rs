@@ -73,16 +73,12 @@ async fn run<K: RestorePoint>(obj: Arc<K>, ctx: &Context) -> Result<Action, Erro
         let need = if deleting {
             match decide::decide_cleanup(&facts) {
                 CleanupStep::List => Freshness::Now,
-                step => {
-                    return act(ctx, &obj, &facts, handle, &mut guard)
-                        .cleanup(step)
-                        .await;
-                }
+                step => return act(ctx, &obj, &facts, handle, guard).cleanup(step).await,
             }
         } else {
             match decide::decide(&facts) {
                 Step::List(freshness) => freshness,
-                step => return act(ctx, &obj, &facts, handle, &mut guard).apply(step).await,
+                step => return act(ctx, &obj, &facts, handle, guard).apply(step).await,
             }
         };
         let Some(h) = handle else {
@@ -93,7 +89,7 @@ async fn run<K: RestorePoint>(obj: Arc<K>, ctx: &Context) -> Result<Action, Erro
             Ok(server) => facts.server = Some(server),
             // The server itself is gone at the provider, and everything that was on it.
             Err(ProviderError::NotFound(_)) if deleting => {
-                return act(ctx, &obj, &facts, handle, &mut guard)
+                return act(ctx, &obj, &facts, handle, guard)
                     .cleanup(CleanupStep::Release { retained: None })
                     .await;
             }
@@ -107,13 +103,13 @@ fn act<'a, K: RestorePoint>(
     obj: &Arc<K>,
     facts: &'a Facts,
     handle: Option<&'a super::registry::ProviderHandle>,
-    guard: &'a mut super::listings::ServerGuard,
+    guard: super::listings::ServerGuard,
 ) -> Act<'a, K> {
     Act {
         ctx,
         obj: obj.clone(),
         facts,
         handle,
-        guard,
+        guard: Some(guard),
     }
 }

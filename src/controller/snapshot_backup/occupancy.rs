@@ -81,6 +81,7 @@ pub fn of_account<K: RestorePoint>(ctx: &Context, provider: &ProviderKey) -> Vec
                 neighbours: declared.iter().map(|o| view(o.as_ref(), &uses)).collect(),
                 listing,
                 deleting,
+                reserved: Default::default(),
             };
             server(&srv, provider.clone(), K::CLASS, limit, K::carries)
         })
@@ -241,6 +242,7 @@ mod tests {
                 blocked,
             ],
             deleting: BTreeSet::new(),
+            reserved: BTreeSet::new(),
             grace: std::time::Duration::from_secs(25),
         };
         let o = server(
