@@ -26,7 +26,7 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Run the provider simulator (both provider APIs, in memory, on 127.0.0.1).
-    Sim(vpsnap::sim::SimArgs),
+    Sim(Box<vpsnap::sim::SimArgs>),
 }
 
 fn main() -> ExitCode {
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crd { out } => print_crds(out),
         Command::Controller(args) => runtime().block_on(vpsnap::controller::run(args)),
-        Command::Sim(args) => runtime().block_on(vpsnap::sim::run(args)),
+        Command::Sim(args) => runtime().block_on(vpsnap::sim::run(*args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

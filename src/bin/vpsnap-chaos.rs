@@ -550,6 +550,7 @@ fn fault_mix(rng: &mut StdRng, index: u64) -> Faults {
         unknown_status_rate: 0.0,
         shuffle_lists: rng.random_bool(0.5),
         zomro_quirky_elem: false,
+        ..Faults::default()
     };
     if calm { Faults::default() } else { f }
 }

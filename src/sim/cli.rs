@@ -189,6 +189,34 @@ pub struct SimArgs {
     /// Zomro: send a one-element list as a bare object and an empty one as {} or absent.
     #[arg(long, env = "VPSNAP_SIM_ZOMRO_QUIRKY_ELEM")]
     pub zomro_quirky_elem: bool,
+
+    /// Share of creates performed at once whose answer is held back for --hold-create-for
+    /// (the object exists and counts against the limit meanwhile).
+    #[arg(long, env = "VPSNAP_SIM_HOLD_CREATE_RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub hold_create_rate: f64,
+
+    /// How long a held create answer is held back.
+    #[arg(long, env = "VPSNAP_SIM_HOLD_CREATE_FOR", default_value = "0s", value_parser = parse_duration)]
+    pub hold_create_for: Duration,
+
+    /// A new snapshot/backup shows in list answers only this long after its create (it counts
+    /// against the limit at once).
+    #[arg(long, env = "VPSNAP_SIM_VISIBILITY_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub visibility_delay: Duration,
+
+    /// VpsRest: store snapshot and backup descriptions cut to this many characters.
+    #[arg(long, env = "VPSNAP_SIM_DESCRIPTION_MAX_CHARS")]
+    pub description_max_chars: Option<usize>,
+
+    /// A deleted snapshot/backup stays listed this long as `deleting` (Zomro `Pending_delete`)
+    /// and counts against the limit until it vanishes; deleting it again is accepted.
+    #[arg(long, env = "VPSNAP_SIM_DELETE_LINGER", default_value = "0s", value_parser = parse_duration)]
+    pub delete_linger: Duration,
+
+    /// List answers carry at most this many results while VpsRest `count` / Zomro `p_elems`
+    /// report the true total (an incomplete listing).
+    #[arg(long, env = "VPSNAP_SIM_PARTIAL_LISTS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub partial_lists: Option<u64>,
 }
 
 fn expand(ranges: &[IdRange], out: &mut Vec<u64>) -> Result<(), String> {
@@ -227,6 +255,14 @@ impl SimArgs {
             unknown_status_rate: self.unknown_status_rate,
             shuffle_lists: self.shuffle_lists,
             zomro_quirky_elem: self.zomro_quirky_elem,
+            hold_create_rate: self.hold_create_rate,
+            hold_create_for: self.hold_create_for,
+            visibility_delay: self.visibility_delay,
+            description_max_chars: self.description_max_chars,
+            delete_linger: self.delete_linger,
+            partial_lists: self
+                .partial_lists
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         }
     }
 
@@ -321,6 +357,12 @@ mod tests {
             "--zomro-quirky-elem",
             "--error-5xx-rate",
             "--rate-429",
+            "--hold-create-rate",
+            "--hold-create-for",
+            "--visibility-delay",
+            "--description-max-chars",
+            "--delete-linger",
+            "--partial-lists",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
@@ -361,6 +403,38 @@ mod tests {
         assert_eq!(cfg.seed, 42);
         assert_eq!(cfg.snapshot_limit, 5);
         assert_eq!(cfg.backup_limit, 10);
+    }
+
+    #[test]
+    fn provider_behaviour_flags() {
+        let cfg = parse(&[
+            "--hold-create-rate",
+            "0.5",
+            "--hold-create-for",
+            "20s",
+            "--visibility-delay",
+            "3s",
+            "--description-max-chars",
+            "40",
+            "--delete-linger",
+            "1m",
+            "--partial-lists",
+            "2",
+        ])
+        .expect("valid flags")
+        .to_config()
+        .expect("config");
+        let f = &cfg.faults;
+        assert_eq!(f.hold_create_rate, 0.5);
+        assert_eq!(f.hold_create_for, Duration::from_secs(20));
+        assert_eq!(f.visibility_delay, Duration::from_secs(3));
+        assert_eq!(f.description_max_chars, Some(40));
+        assert_eq!(f.delete_linger, Duration::from_secs(60));
+        assert_eq!(f.partial_lists, Some(2));
+        assert!(f.validate().is_ok());
+        assert!(parse(&["--partial-lists", "0"]).is_err());
+        assert!(parse(&["--hold-create-rate", "2"]).is_err());
+        assert!(parse(&["--delete-linger", "5"]).is_err());
     }
 
     #[test]

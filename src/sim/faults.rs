@@ -1,10 +1,12 @@
 //! Fault knobs and the seeded dice that decide, request by request, which fault fires.
 //!
-//! Every API request draws exactly one [`Roll`] (a fixed number of random values) whatever
-//! happens next, so the n-th request of a run sees the same dice for the same seed: with
-//! requests sent one after another, the fault sequence is reproducible.
+//! Every API request draws a fixed number of random values whatever happens next, so the n-th
+//! request of a run sees the same dice for the same seed: with requests sent one after
+//! another, the fault sequence is reproducible. The hold-create die comes from a second stream
+//! of its own, so adding it left the first stream (and every older seed's sequence of the
+//! other faults) unchanged.
 
-use super::model::SimStatus;
+use super::model::{Caller, SimStatus};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,24 @@ pub struct Faults {
     pub shuffle_lists: bool,
     /// Zomro: a one-element `elem` is a bare object, an empty one is `{}` or absent.
     pub zomro_quirky_elem: bool,
+    /// A create IS performed at once (the object exists, counts against the limit and is
+    /// recorded), but its answer is held back for `hold_create_for` before it is sent.
+    pub hold_create_rate: f64,
+    #[serde(with = "super::duration::human")]
+    pub hold_create_for: Duration,
+    /// A new object appears in list answers only this long after its create; it counts
+    /// against the limit at once (a provider's limit check does not wait for its list cache).
+    #[serde(with = "super::duration::human")]
+    pub visibility_delay: Duration,
+    /// VpsRest snapshot and backup descriptions are stored cut to this many characters.
+    pub description_max_chars: Option<usize>,
+    /// A deleted object stays listed this long as deleting (VpsRest `deleting`, Zomro
+    /// `Pending_delete`) and keeps counting against the limit until it vanishes.
+    #[serde(with = "super::duration::human")]
+    pub delete_linger: Duration,
+    /// List answers carry at most this many results while VpsRest `count` / Zomro `p_elems`
+    /// report the true total: the listing is incomplete.
+    pub partial_lists: Option<usize>,
 }
 
 impl Default for Faults {
@@ -57,6 +77,12 @@ impl Default for Faults {
             unknown_status_rate: 0.0,
             shuffle_lists: false,
             zomro_quirky_elem: false,
+            hold_create_rate: 0.0,
+            hold_create_for: Duration::ZERO,
+            visibility_delay: Duration::ZERO,
+            description_max_chars: None,
+            delete_linger: Duration::ZERO,
+            partial_lists: None,
         }
     }
 }
@@ -77,11 +103,18 @@ impl Faults {
             ("lost_create_rate", self.lost_create_rate),
             ("fail_rate", self.fail_rate),
             ("unknown_status_rate", self.unknown_status_rate),
+            ("hold_create_rate", self.hold_create_rate),
         ];
         for (name, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be within [0, 1], got {rate}"));
             }
+        }
+        if self.partial_lists == Some(0) {
+            return Err(
+                "partial_lists must be at least 1 (a page size); leave it out for whole lists"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -116,11 +149,40 @@ pub struct Decision {
     pub quirky_elem: bool,
     /// With quirky elem on, whether an empty list is `{}` (true) or absent.
     pub empty_as_object: bool,
+    /// Applies only to a successful create: how long its answer is held back.
+    pub hold: Option<Duration>,
+    /// The knobs of the provider's behaviour (not dice), as they were for this request.
+    pub behaviour: Behaviour,
+    /// Who sent the request (filled in by the gate).
+    pub caller: Caller,
 }
+
+/// Deterministic provider behaviour, copied into each request's decision.
+#[derive(Clone, Debug, Default)]
+pub struct Behaviour {
+    pub visibility_delay: Duration,
+    pub description_max_chars: Option<usize>,
+    pub delete_linger: Duration,
+    pub partial_lists: Option<usize>,
+}
+
+impl Behaviour {
+    /// The description as the provider stores it.
+    pub fn store_description(&self, description: Option<String>) -> Option<String> {
+        match (description, self.description_max_chars) {
+            (Some(d), Some(max)) if d.chars().count() > max => Some(d.chars().take(max).collect()),
+            (d, _) => d,
+        }
+    }
+}
+
+/// Keeps the hold-create stream unrelated to the main one for the same seed.
+const HOLD_SALT: u64 = 0x5851_f42d_4c95_7f2d;
 
 pub struct FaultEngine {
     faults: Faults,
     rng: StdRng,
+    hold_rng: StdRng,
 }
 
 impl FaultEngine {
@@ -128,6 +190,7 @@ impl FaultEngine {
         Self {
             faults,
             rng: StdRng::seed_from_u64(seed),
+            hold_rng: StdRng::seed_from_u64(seed ^ HOLD_SALT),
         }
     }
 
@@ -153,6 +216,7 @@ impl FaultEngine {
         let runknown: f64 = self.rng.random();
         let unknown_pick = self.rng.random_range(0..UNKNOWN_STATUSES.len());
         let empty_as_object: bool = self.rng.random();
+        let rhold: f64 = self.hold_rng.random();
 
         let f = &self.faults;
         let pre = if r429 < f.rate_429 {
@@ -188,6 +252,15 @@ impl FaultEngine {
             shuffle: f.shuffle_lists,
             quirky_elem: f.zomro_quirky_elem,
             empty_as_object,
+            hold: (rhold < f.hold_create_rate && !f.hold_create_for.is_zero())
+                .then_some(f.hold_create_for),
+            behaviour: Behaviour {
+                visibility_delay: f.visibility_delay,
+                description_max_chars: f.description_max_chars,
+                delete_linger: f.delete_linger,
+                partial_lists: f.partial_lists,
+            },
+            caller: Caller::default(),
         }
     }
 }
@@ -244,6 +317,58 @@ mod tests {
     }
 
     #[test]
+    fn the_hold_die_leaves_the_other_dice_alone() {
+        let base = Faults {
+            error_5xx_rate: 0.3,
+            fail_rate: 0.3,
+            ..Faults::default()
+        };
+        let holding = Faults {
+            hold_create_rate: 0.5,
+            hold_create_for: Duration::from_secs(5),
+            ..base.clone()
+        };
+        assert_eq!(sequence(3, &base), sequence(3, &holding));
+        let holds = |seed| {
+            let mut e = FaultEngine::new(holding.clone(), seed);
+            (0..200).map(|_| e.decide().hold).collect::<Vec<_>>()
+        };
+        let a = holds(3);
+        assert_eq!(a, holds(3));
+        assert_ne!(a, holds(4));
+        let n = a.iter().filter(|h| h.is_some()).count();
+        assert!((60..140).contains(&n), "{n} of 200 held at rate 0.5");
+        // A zero hold time holds nothing, whatever the rate.
+        let mut never = FaultEngine::new(
+            Faults {
+                hold_create_rate: 1.0,
+                ..Faults::default()
+            },
+            3,
+        );
+        assert!((0..50).all(|_| never.decide().hold.is_none()));
+    }
+
+    #[test]
+    fn descriptions_are_cut_by_characters() {
+        let cut = Behaviour {
+            description_max_chars: Some(3),
+            ..Behaviour::default()
+        };
+        assert_eq!(
+            cut.store_description(Some("äöüß".into())),
+            Some("äöü".into())
+        );
+        assert_eq!(cut.store_description(Some("ab".into())), Some("ab".into()));
+        assert_eq!(cut.store_description(None), None);
+        let whole = Behaviour::default();
+        assert_eq!(
+            whole.store_description(Some("äöüß".into())),
+            Some("äöüß".into())
+        );
+    }
+
+    #[test]
     fn validate_rejects_out_of_range_rates() {
         assert!(Faults::default().validate().is_ok());
         let bad = Faults {
@@ -256,6 +381,21 @@ mod tests {
             ..Faults::default()
         };
         assert!(nan.validate().is_err());
+        let empty_pages = Faults {
+            partial_lists: Some(0),
+            ..Faults::default()
+        };
+        assert!(
+            empty_pages
+                .validate()
+                .unwrap_err()
+                .contains("partial_lists")
+        );
+        let hold = Faults {
+            hold_create_rate: -0.1,
+            ..Faults::default()
+        };
+        assert!(hold.validate().unwrap_err().contains("hold_create_rate"));
     }
 
     #[test]

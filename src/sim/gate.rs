@@ -4,13 +4,13 @@
 use super::config::SimConfig;
 use super::conn::Conn;
 use super::faults::{Decision, FaultEngine, Faults, LostMode, PreFault, TIMEOUT_HOLD};
-use super::model::{SimApi, SimStatus};
+use super::model::{Caller, SimApi, SimStatus};
 use super::state::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// An answer sent instead of the normal one (fault, auth failure, validation error); boxed so
 /// `Result`s carrying it stay small.
@@ -33,6 +33,8 @@ pub struct Sim {
     state: Mutex<State>,
     engine: Mutex<FaultEngine>,
     shutdown: watch::Receiver<bool>,
+    /// Survives resets, so a waiter is never left on a dropped state.
+    changes: Arc<Notify>,
 }
 
 const HTML_503: &str = "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n\
@@ -54,12 +56,19 @@ fn html(status: StatusCode, body: &'static str) -> Response {
 
 impl Sim {
     pub fn new(config: SimConfig, shutdown: watch::Receiver<bool>) -> Self {
+        let changes = Arc::new(Notify::new());
         Self {
-            state: Mutex::new(State::new(config.clone())),
+            state: Mutex::new(State::new(config.clone(), changes.clone())),
             engine: Mutex::new(FaultEngine::new(config.faults.clone(), config.seed)),
             config,
             shutdown,
+            changes,
         }
+    }
+
+    /// Notified on every change of the history, the call log or the held answers.
+    pub fn changes(&self) -> &Notify {
+        &self.changes
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -86,7 +95,8 @@ impl Sim {
 
     /// Back to the start-time state: objects, history, counters, sessions, faults and dice.
     pub fn reset(&self) {
-        *self.state() = State::new(self.config.clone());
+        *self.state() = State::new(self.config.clone(), self.changes.clone());
+        self.changes.notify_waiters();
         *self.engine() = FaultEngine::new(self.config.faults.clone(), self.config.seed);
     }
 
@@ -99,11 +109,30 @@ impl Sim {
         }
     }
 
-    /// Counts the call under `key`, then applies latency and the request-level faults.
-    /// `Err` is the answer to send instead of running the handler.
-    pub async fn enter(&self, key: &str, api: SimApi, conn: &Conn) -> Result<Decision, Answer> {
-        self.state().count_call(key);
-        let decision = self.engine().decide();
+    /// Counts and logs the call under `key` (with its `User-Agent`), then applies latency and
+    /// the request-level faults. `Err` is the answer to send instead of running the handler.
+    pub async fn enter(
+        &self,
+        key: &str,
+        api: SimApi,
+        conn: &Conn,
+        headers: &HeaderMap,
+    ) -> Result<Decision, Answer> {
+        let mut decision = self.engine().decide();
+        let fault = decision.pre.map(|p| match p {
+            PreFault::Throttle { .. } => "rate_429",
+            PreFault::Unavailable => "error_5xx",
+            PreFault::Timeout => "timeout",
+            PreFault::Drop => "drop",
+        });
+        let user_agent = headers
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        {
+            let mut st = self.state();
+            st.count_call(key);
+            decision.caller = st.log_call(api, key, user_agent, fault);
+        }
         if !decision.latency.is_zero() {
             self.state().count_fault("latency");
             self.pause(decision.latency).await;
@@ -148,6 +177,24 @@ impl Sim {
         }
     }
 
+    /// Holds a performed create's answer back for `d`, visible meanwhile in the held answers
+    /// (also when the client gives up and the request is dropped).
+    pub async fn hold_answer(&self, d: Duration, caller: &Caller) {
+        struct Held<'a>(&'a Sim, &'a Caller);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.state().release(self.1);
+            }
+        }
+        {
+            let mut st = self.state();
+            st.count_fault("hold_create");
+            st.hold(caller);
+        }
+        let _held = Held(self, caller);
+        self.pause(d).await;
+    }
+
     /// The answer to a create that was performed but whose response is lost.
     pub fn lose(&self, mode: LostMode, conn: &Conn) -> Response {
         self.state().count_fault("lost_create");
@@ -165,7 +212,7 @@ impl Sim {
         match outcome {
             SimStatus::Failed => self.state().count_fault("fail"),
             SimStatus::Other(_) => self.state().count_fault("unknown_status"),
-            SimStatus::InProgress | SimStatus::Completed => {}
+            SimStatus::InProgress | SimStatus::Completed | SimStatus::Deleting => {}
         }
     }
 }

@@ -2,11 +2,11 @@
 
 use super::faults::Faults;
 use super::gate::Sim;
-use super::model::{BackupType, SimApi, SimBackup, SimSnapshot, SimStatus};
+use super::model::{BackupType, Caller, SimApi, SimBackup, SimSnapshot, SimStatus};
 use super::state::{NewBackup, NewSnapshot};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +21,7 @@ pub fn routes() -> Router<Arc<Sim>> {
     Router::new()
         .route("/_sim/state", get(state))
         .route("/_sim/calls", get(calls))
+        .route("/_sim/log", get(log))
         .route("/_sim/record", get(record))
         .route("/_sim/faults", get(get_faults).put(put_faults))
         .route("/_sim/reset", post(reset))
@@ -49,9 +50,11 @@ async fn state(State(sim): Sh) -> Response {
     let mut st = sim.state();
     let body = json!({
         "servers": st.servers(),
-        "snapshots": st.snapshots(None, false),
-        "backups": st.backups(None, None, false),
+        "snapshots": st.snapshots(None),
+        "backups": st.backups(None),
         "sessions": st.live_sessions(),
+        "held_answers": st.held().len(),
+        "held": st.held(),
         "faults": faults,
     });
     drop(st);
@@ -63,6 +66,18 @@ async fn calls(State(sim): Sh) -> Response {
     let body = json!({ "calls": st.calls(), "faults": st.faults_injected() });
     drop(st);
     axum::Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+struct Since {
+    #[serde(default)]
+    since: u64,
+}
+
+/// `GET /_sim/log?since=N`: every API request from number N on, with its `User-Agent`.
+async fn log(State(sim): Sh, Query(q): Query<Since>) -> Response {
+    let calls = sim.state().call_log(q.since);
+    axum::Json(json!({ "calls": calls })).into_response()
 }
 
 async fn record(State(sim): Sh) -> Response {
@@ -115,12 +130,15 @@ pub fn foreign_snapshot(
         server,
         name: name.to_string(),
         description,
+        requested_description: None,
         outcome,
         ready_after,
         protected,
         api: SimApi::Inspect,
         response_lost: false,
+        answer_held: None,
         limit: None,
+        caller: Caller::default(),
     })
 }
 
@@ -142,11 +160,14 @@ pub fn foreign_backup(
             BackupType::Manual
         },
         description,
+        requested_description: None,
         outcome,
         ready_after,
         api: SimApi::Inspect,
         response_lost: false,
+        answer_held: None,
         limit: None,
+        caller: Caller::default(),
     })
 }
 

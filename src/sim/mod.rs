@@ -34,8 +34,8 @@ pub use config::SimConfig;
 pub use duration::{format_duration, parse_duration};
 pub use faults::{Faults, TIMEOUT_HOLD};
 pub use model::{
-    BackupType, CreateRecord, DeleteRecord, ObjectKind, Record, RestoreRecord, ServerRecord,
-    SimApi, SimBackup, SimServer, SimSnapshot, SimStatus,
+    BackupType, CallRecord, Caller, CreateRecord, DeleteRecord, ObjectKind, Record, RefusedCreate,
+    RestoreRecord, ServerRecord, SimApi, SimBackup, SimServer, SimSnapshot, SimStatus,
 };
 pub use server::{SimHandle, start};
 pub use state::{FIRST_BACKUP_ID, FIRST_SNAPSHOT_ID};

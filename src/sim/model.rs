@@ -24,6 +24,8 @@ pub enum SimStatus {
     InProgress,
     Completed,
     Failed,
+    /// Deleted, but still listed until the provider finishes removing it (`delete_linger`).
+    Deleting,
     /// An undocumented status, surfaced verbatim (lower case as VpsRest spells it).
     Other(String),
 }
@@ -35,6 +37,7 @@ impl SimStatus {
             Self::InProgress => "in_progress".into(),
             Self::Completed => "completed".into(),
             Self::Failed => "failed".into(),
+            Self::Deleting => "deleting".into(),
             Self::Other(s) => s.clone(),
         }
     }
@@ -45,6 +48,7 @@ impl SimStatus {
             Self::InProgress => "Saving".into(),
             Self::Completed => "Active".into(),
             Self::Failed => "Killed".into(),
+            Self::Deleting => "Pending_delete".into(),
             Self::Other(s) => {
                 let mut chars = s.chars();
                 match chars.next() {
@@ -61,6 +65,7 @@ impl SimStatus {
             "in_progress" | "saving" => Self::InProgress,
             "completed" | "active" => Self::Completed,
             "failed" | "killed" => Self::Failed,
+            "deleting" | "pending_delete" => Self::Deleting,
             other => Self::Other(other.to_string()),
         }
     }
@@ -130,6 +135,32 @@ pub enum ObjectKind {
     Backup,
 }
 
+/// Who made an API call: its number in the call log and the `User-Agent` it sent, so a
+/// history entry can be traced to the process that caused it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// Index in the call log (`GET /_sim/log`); `None` for inspection and seeding.
+    #[serde(default)]
+    pub call: Option<u64>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+}
+
+/// One API request as it arrived (inspection requests are not logged).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// Position in the log, from 0.
+    pub n: u64,
+    pub at: Timestamp,
+    pub api: SimApi,
+    /// The endpoint key counted in `/_sim/calls`, e.g. `vps_rest.snapshots.create`.
+    pub endpoint: String,
+    pub user_agent: Option<String>,
+    /// The request-level fault that answered instead of the handler (`rate_429`,
+    /// `error_5xx`, `timeout`, `drop`), if any.
+    pub fault: Option<String>,
+}
+
 /// One object creation. `seq` orders all history entries (creates, deletes, restores) globally.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateRecord {
@@ -144,10 +175,20 @@ pub struct CreateRecord {
     pub description: Option<String>,
     /// The object was created but the client never got the answer (lost-create fault).
     pub response_lost: bool,
+    /// The answer was held back this long before it was sent (hold-create fault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_held_ms: Option<u64>,
+    /// The description as sent, when the provider truncated it (`description_max_chars`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_description: Option<String>,
     pub foreign: bool,
+    #[serde(default)]
+    pub caller: Caller,
 }
 
-/// One deletion (performed, or refused because the snapshot is protected).
+/// One deletion, at the moment it was accepted (or refused because the snapshot is
+/// protected). With `delete_linger` the object stays listed as deleting after this; a second
+/// delete of it is not recorded again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteRecord {
     pub seq: u64,
@@ -161,6 +202,8 @@ pub struct DeleteRecord {
     /// The deleted object had been created outside the APIs (or seeded as automatic).
     pub foreign: bool,
     pub backup_type: Option<BackupType>,
+    #[serde(default)]
+    pub caller: Caller,
 }
 
 /// One restore call that reached the restore logic (after auth and faults), accepted or not.
@@ -175,6 +218,25 @@ pub struct RestoreRecord {
     pub accepted: bool,
     /// Why it was refused, empty when accepted.
     pub reason: String,
+    #[serde(default)]
+    pub caller: Caller,
+}
+
+/// One create the provider refused because the server was full.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedCreate {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub api: SimApi,
+    pub kind: ObjectKind,
+    pub server: u64,
+    pub name: Option<String>,
+    /// As sent.
+    pub description: Option<String>,
+    /// The limit that was reached.
+    pub limit: usize,
+    #[serde(default)]
+    pub caller: Caller,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,5 +257,8 @@ pub struct Record {
     /// Deletes refused because the snapshot was protected (Zomro).
     pub refused_deletes: Vec<DeleteRecord>,
     pub restores: Vec<RestoreRecord>,
+    /// Creates refused for the limit (also counted per server).
+    #[serde(default)]
+    pub limit_refusals: Vec<RefusedCreate>,
     pub servers: BTreeMap<u64, ServerRecord>,
 }

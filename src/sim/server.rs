@@ -4,7 +4,7 @@ use super::config::SimConfig;
 use super::conn::{Conn, SimListener};
 use super::faults::Faults;
 use super::gate::Sim;
-use super::model::{Record, SimBackup, SimServer, SimSnapshot};
+use super::model::{CallRecord, Record, SimBackup, SimServer, SimSnapshot};
 use super::{inspect, vps_rest, zomro};
 use axum::Router;
 use axum::extract::State;
@@ -141,13 +141,48 @@ impl SimHandle {
         self.sim.state().servers()
     }
 
-    /// All snapshots of `server` in creation order, whichever API made them.
+    /// All snapshots of `server` in creation order, whichever API made them: the provider's
+    /// truth, including ones the API lists do not show yet and deleting ones.
     pub fn snapshots(&self, server: u64) -> Vec<SimSnapshot> {
-        self.sim.state().snapshots(Some(server), false)
+        self.sim.state().snapshots(Some(server))
     }
 
     pub fn backups(&self, server: u64) -> Vec<SimBackup> {
-        self.sim.state().backups(Some(server), None, false)
+        self.sim.state().backups(Some(server))
+    }
+
+    /// Every API request from number `since` on (`0` for all), with its `User-Agent`.
+    pub fn call_log(&self, since: u64) -> Vec<CallRecord> {
+        self.sim.state().call_log(since)
+    }
+
+    /// Number of create answers being held back right now (`hold_create_rate`).
+    pub fn held_answers(&self) -> usize {
+        self.sim.state().held().len()
+    }
+
+    /// The calls whose create answers are being held back right now.
+    pub fn held_calls(&self) -> Vec<CallRecord> {
+        self.sim.state().held()
+    }
+
+    /// Waits until `condition` holds, re-checking whenever the history, the call log or the
+    /// held answers change. False if `timeout` passes first.
+    pub async fn wait_for(&self, timeout: Duration, condition: impl Fn(&Self) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.sim.changes().notified();
+            tokio::pin!(changed);
+            // Registered before the check, so a change right after it still wakes us.
+            changed.as_mut().enable();
+            if condition(self) {
+                return true;
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(deadline) => return condition(self),
+            }
+        }
     }
 
     /// Number of Zomro sessions not yet lapsed.

@@ -3,25 +3,33 @@
 //! Pure bookkeeping with no HTTP in sight; both API façades and the inspection endpoints go
 //! through it under one short-held lock. Statuses are not advanced by background tasks: each
 //! object carries the instant it finishes and its final status, and views are computed from
-//! the current time, which keeps the simulator free of timers.
+//! the current time, which keeps the simulator free of timers. Likewise a deleted object that
+//! lingers carries the instant it vanishes, and a new one the instant it was made (lists hide
+//! it for `visibility_delay`); vanished objects are dropped lazily.
 
 use super::config::SimConfig;
 use super::model::{
-    BackupType, CreateRecord, DeleteRecord, ObjectKind, Record, RestoreRecord, SimApi, SimBackup,
-    SimServer, SimSnapshot, SimStatus,
+    BackupType, CallRecord, Caller, CreateRecord, DeleteRecord, ObjectKind, Record, RefusedCreate,
+    RestoreRecord, SimApi, SimBackup, SimServer, SimSnapshot, SimStatus,
 };
 use jiff::{SignedDuration, Timestamp, ToSpan, tz::TimeZone};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub const FIRST_SNAPSHOT_ID: u64 = 801;
 pub const FIRST_BACKUP_ID: u64 = 501;
 /// Keeps the content RNG's stream unrelated to the fault RNG's for the same seed.
 const CONTENT_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 pub fn server_name(id: u64) -> String {
     format!("server-{id}")
@@ -52,7 +60,7 @@ struct Snapshot {
     name: String,
     description: Option<String>,
     created_at: Timestamp,
-    ready_at: Instant,
+    life: Life,
     outcome: SimStatus,
     size_mb: u64,
     protected: bool,
@@ -60,13 +68,56 @@ struct Snapshot {
     created_via: SimApi,
 }
 
-impl Snapshot {
-    fn view(&self, now: Instant) -> SimSnapshot {
-        let status = if now >= self.ready_at {
-            self.outcome.clone()
+/// The instants that drive an object's status, list visibility and existence.
+#[derive(Clone, Copy)]
+struct Life {
+    born: Instant,
+    ready_at: Instant,
+    /// Set once a delete is accepted: the object vanishes at that instant.
+    gone_at: Option<Instant>,
+}
+
+impl Life {
+    fn new(now: Instant, ready_after: Duration) -> Self {
+        Self {
+            born: now,
+            ready_at: now + ready_after,
+            gone_at: None,
+        }
+    }
+
+    /// Still held by the provider (deleting ones included).
+    fn present(&self, now: Instant) -> bool {
+        self.gone_at.is_none_or(|g| now < g)
+    }
+
+    /// Shown by API lists made at `now` when new objects stay hidden for `delay`.
+    fn listed(&self, now: Instant, delay: Duration) -> bool {
+        self.present(now) && now.duration_since(self.born) >= delay
+    }
+
+    fn status(&self, now: Instant, outcome: &SimStatus) -> SimStatus {
+        if self.gone_at.is_some() {
+            SimStatus::Deleting
+        } else if now >= self.ready_at {
+            outcome.clone()
         } else {
             SimStatus::InProgress
-        };
+        }
+    }
+}
+
+/// How an API list is shaped (inspection views take every present object, in order).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListView {
+    pub shuffle: bool,
+    /// Objects younger than this are not listed yet.
+    pub hide_younger_than: Duration,
+}
+
+impl Snapshot {
+    fn view(&self, now: Instant) -> SimSnapshot {
+        let status = self.life.status(now, &self.outcome);
         SimSnapshot {
             id: self.id,
             server: self.server,
@@ -89,7 +140,7 @@ struct Backup {
     description: Option<String>,
     created_at: Timestamp,
     expires_at: Option<Timestamp>,
-    ready_at: Instant,
+    life: Life,
     outcome: SimStatus,
     size_mb: u64,
     foreign: bool,
@@ -98,11 +149,7 @@ struct Backup {
 
 impl Backup {
     fn view(&self, now: Instant) -> SimBackup {
-        let status = if now >= self.ready_at {
-            self.outcome.clone()
-        } else {
-            SimStatus::InProgress
-        };
+        let status = self.life.status(now, &self.outcome);
         SimBackup {
             id: self.id,
             server: self.server,
@@ -125,26 +172,34 @@ struct Session {
 pub struct NewSnapshot {
     pub server: u64,
     pub name: String,
+    /// As stored (already truncated when the provider truncates).
     pub description: Option<String>,
+    /// As sent, when it differs from `description`.
+    pub requested_description: Option<String>,
     /// Status once `ready_after` has elapsed.
     pub outcome: SimStatus,
     pub ready_after: Duration,
     pub protected: bool,
     pub api: SimApi,
     pub response_lost: bool,
+    pub answer_held: Option<Duration>,
     /// `None` bypasses the limit (foreign objects are made by someone else).
     pub limit: Option<usize>,
+    pub caller: Caller,
 }
 
 pub struct NewBackup {
     pub server: u64,
     pub backup_type: BackupType,
     pub description: Option<String>,
+    pub requested_description: Option<String>,
     pub outcome: SimStatus,
     pub ready_after: Duration,
     pub api: SimApi,
     pub response_lost: bool,
+    pub answer_held: Option<Duration>,
     pub limit: Option<usize>,
+    pub caller: Caller,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -162,9 +217,20 @@ pub enum RestoreError {
 }
 
 pub enum DeleteOutcome<T> {
+    /// Accepted now: gone, or listed as deleting until it vanishes.
     Deleted(T),
+    /// A delete was accepted earlier and the object is still on its way out.
+    AlreadyDeleting(T),
     NotFound,
     Protected(T),
+}
+
+/// One accepted delete request.
+pub struct DeleteRequest {
+    pub api: SimApi,
+    /// How long the object stays listed as deleting.
+    pub linger: Duration,
+    pub caller: Caller,
 }
 
 pub struct State {
@@ -179,11 +245,16 @@ pub struct State {
     record: Record,
     calls: BTreeMap<String, u64>,
     faults_injected: BTreeMap<String, u64>,
+    call_log: Vec<CallRecord>,
+    /// Create answers being held back right now, by call number.
+    held: BTreeMap<u64, CallRecord>,
+    /// Woken on every change of the history, the call log or the held answers.
+    changes: Arc<Notify>,
     rng: StdRng,
 }
 
 impl State {
-    pub fn new(config: SimConfig) -> Self {
+    pub fn new(config: SimConfig, changes: Arc<Notify>) -> Self {
         let rng = StdRng::seed_from_u64(config.seed ^ CONTENT_SALT);
         let mut state = Self {
             servers: BTreeMap::new(),
@@ -196,6 +267,9 @@ impl State {
             record: Record::default(),
             calls: BTreeMap::new(),
             faults_injected: BTreeMap::new(),
+            call_log: Vec::new(),
+            held: BTreeMap::new(),
+            changes,
             rng,
             config,
         };
@@ -231,11 +305,14 @@ impl State {
                         server,
                         backup_type: BackupType::Automatic,
                         description: Some("Automatic daily backup".into()),
+                        requested_description: None,
                         outcome: SimStatus::Completed,
                         ready_after: Duration::ZERO,
                         api: SimApi::Seed,
                         response_lost: false,
+                        answer_held: None,
                         limit: None,
+                        caller: Caller::default(),
                     },
                     created_at,
                     expires_at,
@@ -246,7 +323,69 @@ impl State {
 
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
+        self.changes.notify_waiters();
         self.seq
+    }
+
+    /// Logs an API request as it arrives; returns its number.
+    pub fn log_call(
+        &mut self,
+        api: SimApi,
+        endpoint: &str,
+        user_agent: Option<String>,
+        fault: Option<&str>,
+    ) -> Caller {
+        let n = self.call_log.len() as u64;
+        self.call_log.push(CallRecord {
+            n,
+            at: Timestamp::now(),
+            api,
+            endpoint: endpoint.to_string(),
+            user_agent: user_agent.clone(),
+            fault: fault.map(str::to_string),
+        });
+        self.changes.notify_waiters();
+        Caller {
+            call: Some(n),
+            user_agent,
+        }
+    }
+
+    /// Calls numbered `since` and later.
+    pub fn call_log(&self, since: u64) -> Vec<CallRecord> {
+        let start = usize::try_from(since)
+            .unwrap_or(usize::MAX)
+            .min(self.call_log.len());
+        self.call_log[start..].to_vec()
+    }
+
+    /// Marks the answer to call `n` as held back (a create's answer under `hold_create_rate`).
+    pub fn hold(&mut self, caller: &Caller) {
+        if let Some(n) = caller.call
+            && let Some(call) = self.call_log.get(usize::try_from(n).unwrap_or(usize::MAX))
+        {
+            self.held.insert(n, call.clone());
+            self.changes.notify_waiters();
+        }
+    }
+
+    pub fn release(&mut self, caller: &Caller) {
+        if let Some(n) = caller.call
+            && self.held.remove(&n).is_some()
+        {
+            self.changes.notify_waiters();
+        }
+    }
+
+    /// The calls whose answers are being held back right now.
+    pub fn held(&self) -> Vec<CallRecord> {
+        self.held.values().cloned().collect()
+    }
+
+    /// Drops objects whose delete has finished lingering.
+    fn purge(&mut self, now: Instant) {
+        self.snapshots.retain(|s| s.life.present(now));
+        self.backups.retain(|b| b.life.present(now));
     }
 
     pub fn count_call(&mut self, key: &str) {
@@ -320,6 +459,7 @@ impl State {
         server: Option<u64>,
         object_id: u64,
         result: &Result<(), String>,
+        caller: Caller,
     ) {
         let seq = self.next_seq();
         self.record.restores.push(RestoreRecord {
@@ -330,13 +470,45 @@ impl State {
             object_id,
             accepted: result.is_ok(),
             reason: result.as_ref().err().cloned().unwrap_or_default(),
+            caller,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_refusal(
+        &mut self,
+        kind: ObjectKind,
+        api: SimApi,
+        server: u64,
+        name: Option<String>,
+        description: Option<String>,
+        limit: usize,
+        caller: Caller,
+    ) {
+        let seq = self.next_seq();
+        self.record.limit_refusals.push(RefusedCreate {
+            seq,
+            at: Timestamp::now(),
+            api,
+            kind,
+            server,
+            name,
+            description,
+            limit,
+            caller,
         });
     }
 
     // ---- snapshots -----------------------------------------------------------------------
 
+    /// Everything the provider holds for `server`: in progress, not listed yet and deleting
+    /// ones included.
     pub fn snapshot_count(&self, server: u64) -> usize {
-        self.snapshots.iter().filter(|s| s.server == server).count()
+        let now = Instant::now();
+        self.snapshots
+            .iter()
+            .filter(|s| s.server == server && s.life.present(now))
+            .count()
     }
 
     pub fn create_snapshot(&mut self, new: NewSnapshot) -> Result<SimSnapshot, CreateError> {
@@ -351,6 +523,15 @@ impl State {
                 .entry(new.server)
                 .or_default()
                 .snapshot_limit_rejections += 1;
+            self.record_refusal(
+                ObjectKind::Snapshot,
+                new.api,
+                new.server,
+                Some(new.name),
+                new.requested_description.or(new.description),
+                limit,
+                new.caller,
+            );
             return Err(CreateError::Limit(limit));
         }
         Ok(self.insert_snapshot(new))
@@ -362,13 +543,14 @@ impl State {
         self.next_snapshot_id += 1;
         let size_mb = self.rng.random_range(512..=20_480);
         let now = Instant::now();
+        self.purge(now);
         let snapshot = Snapshot {
             id,
             server: new.server,
             name: new.name,
             description: new.description,
             created_at: now_ts(),
-            ready_at: now + new.ready_after,
+            life: Life::new(now, new.ready_after),
             outcome: new.outcome,
             size_mb,
             protected: new.protected,
@@ -388,7 +570,10 @@ impl State {
             name: Some(view.name.clone()),
             description: view.description.clone(),
             response_lost: new.response_lost,
+            answer_held_ms: new.answer_held.map(millis),
+            requested_description: new.requested_description,
             foreign: view.foreign,
+            caller: new.caller,
         });
         let count = self.snapshot_count(view.server);
         let hw = &mut self
@@ -401,16 +586,24 @@ impl State {
         view
     }
 
-    /// Creation order, or shuffled (content RNG) when `shuffle`.
-    pub fn snapshots(&mut self, server: Option<u64>, shuffle: bool) -> Vec<SimSnapshot> {
+    /// Every present snapshot (deleting and not yet listed ones too), in creation order.
+    pub fn snapshots(&mut self, server: Option<u64>) -> Vec<SimSnapshot> {
+        self.list_snapshots(server, ListView::default())
+    }
+
+    /// What an API list shows: present and old enough, in creation order or shuffled
+    /// (content RNG).
+    pub fn list_snapshots(&mut self, server: Option<u64>, view: ListView) -> Vec<SimSnapshot> {
         let now = Instant::now();
+        self.purge(now);
         let mut list: Vec<SimSnapshot> = self
             .snapshots
             .iter()
             .filter(|s| server.is_none_or(|id| s.server == id))
+            .filter(|s| s.life.listed(now, view.hide_younger_than))
             .map(|s| s.view(now))
             .collect();
-        if shuffle {
+        if view.shuffle {
             list.shuffle(&mut self.rng);
         }
         list
@@ -420,7 +613,7 @@ impl State {
         let now = Instant::now();
         self.snapshots
             .iter()
-            .find(|s| s.id == id)
+            .find(|s| s.id == id && s.life.present(now))
             .map(|s| s.view(now))
     }
 
@@ -429,9 +622,11 @@ impl State {
         &mut self,
         id: u64,
         server: Option<u64>,
-        api: SimApi,
         honour_protected: bool,
+        req: DeleteRequest,
     ) -> DeleteOutcome<SimSnapshot> {
+        let now = Instant::now();
+        self.purge(now);
         let Some(pos) = self
             .snapshots
             .iter()
@@ -439,12 +634,15 @@ impl State {
         else {
             return DeleteOutcome::NotFound;
         };
-        let view = self.snapshots[pos].view(Instant::now());
+        let view = self.snapshots[pos].view(now);
+        if self.snapshots[pos].life.gone_at.is_some() {
+            return DeleteOutcome::AlreadyDeleting(view);
+        }
         let seq = self.next_seq();
         let entry = DeleteRecord {
             seq,
             at: Timestamp::now(),
-            api,
+            api: req.api,
             kind: ObjectKind::Snapshot,
             server: view.server,
             id,
@@ -452,23 +650,30 @@ impl State {
             description: view.description.clone(),
             foreign: view.foreign,
             backup_type: None,
+            caller: req.caller,
         };
         if honour_protected && view.protected {
             self.record.refused_deletes.push(entry);
             return DeleteOutcome::Protected(view);
         }
-        self.snapshots.remove(pos);
+        self.snapshots[pos].life.gone_at = Some(now + req.linger);
+        self.purge(now);
         self.record.deletes.push(entry);
         DeleteOutcome::Deleted(view)
     }
 
-    pub fn restore_snapshot(&mut self, id: u64) -> Result<SimSnapshot, RestoreError> {
+    pub fn restore_snapshot(
+        &mut self,
+        id: u64,
+        caller: Caller,
+    ) -> Result<SimSnapshot, RestoreError> {
         let Some(snapshot) = self.snapshot(id) else {
             self.record_restore(
                 ObjectKind::Snapshot,
                 None,
                 id,
                 &Err("snapshot does not exist".into()),
+                caller,
             );
             return Err(RestoreError::NotFound("snapshot"));
         };
@@ -480,14 +685,25 @@ impl State {
                 snapshot.status.vps_rest()
             ))
         };
-        self.record_restore(ObjectKind::Snapshot, Some(snapshot.server), id, &result);
+        self.record_restore(
+            ObjectKind::Snapshot,
+            Some(snapshot.server),
+            id,
+            &result,
+            caller,
+        );
         result.map(|()| snapshot).map_err(RestoreError::Invalid)
     }
 
     // ---- backups -------------------------------------------------------------------------
 
+    /// Everything the provider holds for `server`, as [`Self::snapshot_count`].
     pub fn backup_count(&self, server: u64) -> usize {
-        self.backups.iter().filter(|b| b.server == server).count()
+        let now = Instant::now();
+        self.backups
+            .iter()
+            .filter(|b| b.server == server && b.life.present(now))
+            .count()
     }
 
     pub fn create_backup(&mut self, new: NewBackup) -> Result<SimBackup, CreateError> {
@@ -502,6 +718,15 @@ impl State {
                 .entry(new.server)
                 .or_default()
                 .backup_limit_rejections += 1;
+            self.record_refusal(
+                ObjectKind::Backup,
+                new.api,
+                new.server,
+                None,
+                new.requested_description.or(new.description),
+                limit,
+                new.caller,
+            );
             return Err(CreateError::Limit(limit));
         }
         Ok(self.add_backup(new))
@@ -531,6 +756,7 @@ impl State {
         self.next_backup_id += 1;
         let size_mb = self.rng.random_range(1_024..=40_960);
         let now = Instant::now();
+        self.purge(now);
         let backup = Backup {
             id,
             server: new.server,
@@ -538,7 +764,7 @@ impl State {
             description: new.description,
             created_at,
             expires_at,
-            ready_at: now + new.ready_after,
+            life: Life::new(now, new.ready_after),
             outcome: new.outcome,
             size_mb,
             foreign: matches!(new.api, SimApi::Inspect | SimApi::Seed),
@@ -557,7 +783,10 @@ impl State {
             name: None,
             description: view.description.clone(),
             response_lost: new.response_lost,
+            answer_held_ms: new.answer_held.map(millis),
+            requested_description: new.requested_description,
             foreign: view.foreign,
+            caller: new.caller,
         });
         let count = self.backup_count(view.server);
         let hw = &mut self
@@ -570,36 +799,51 @@ impl State {
         view
     }
 
-    pub fn backups(
+    /// Every present backup of `server` (deleting and not yet listed ones too).
+    pub fn backups(&mut self, server: Option<u64>) -> Vec<SimBackup> {
+        self.list_backups(server, None, ListView::default())
+    }
+
+    /// What an API list shows, as [`Self::list_snapshots`].
+    pub fn list_backups(
         &mut self,
         server: Option<u64>,
         backup_type: Option<BackupType>,
-        shuffle: bool,
+        view: ListView,
     ) -> Vec<SimBackup> {
         let now = Instant::now();
+        self.purge(now);
         let mut list: Vec<SimBackup> = self
             .backups
             .iter()
             .filter(|b| server.is_none_or(|id| b.server == id))
             .filter(|b| backup_type.is_none_or(|t| b.backup_type == t))
+            .filter(|b| b.life.listed(now, view.hide_younger_than))
             .map(|b| b.view(now))
             .collect();
-        if shuffle {
+        if view.shuffle {
             list.shuffle(&mut self.rng);
         }
         list
     }
 
-    pub fn delete_backup(&mut self, id: u64, api: SimApi) -> DeleteOutcome<SimBackup> {
+    pub fn delete_backup(&mut self, id: u64, req: DeleteRequest) -> DeleteOutcome<SimBackup> {
+        let now = Instant::now();
+        self.purge(now);
         let Some(pos) = self.backups.iter().position(|b| b.id == id) else {
             return DeleteOutcome::NotFound;
         };
-        let view = self.backups.remove(pos).view(Instant::now());
+        let view = self.backups[pos].view(now);
+        if self.backups[pos].life.gone_at.is_some() {
+            return DeleteOutcome::AlreadyDeleting(view);
+        }
+        self.backups[pos].life.gone_at = Some(now + req.linger);
+        self.purge(now);
         let seq = self.next_seq();
         self.record.deletes.push(DeleteRecord {
             seq,
             at: Timestamp::now(),
-            api,
+            api: req.api,
             kind: ObjectKind::Backup,
             server: view.server,
             id,
@@ -607,6 +851,7 @@ impl State {
             description: view.description.clone(),
             foreign: view.foreign,
             backup_type: Some(view.backup_type),
+            caller: req.caller,
         });
         DeleteOutcome::Deleted(view)
     }
@@ -615,12 +860,13 @@ impl State {
         &mut self,
         server: u64,
         backup_id: u64,
+        caller: Caller,
     ) -> Result<SimBackup, RestoreError> {
         let now = Instant::now();
         let backup = self
             .backups
             .iter()
-            .find(|b| b.id == backup_id)
+            .find(|b| b.id == backup_id && b.life.present(now))
             .map(|b| b.view(now));
         let result = match &backup {
             None => Err(RestoreError::NotFound("backup")),
@@ -638,7 +884,13 @@ impl State {
             Err(RestoreError::NotFound(what)) => Err(format!("{what} does not exist")),
             Err(RestoreError::Invalid(why)) => Err(why.clone()),
         };
-        self.record_restore(ObjectKind::Backup, Some(server), backup_id, &for_record);
+        self.record_restore(
+            ObjectKind::Backup,
+            Some(server),
+            backup_id,
+            &for_record,
+            caller,
+        );
         result.and_then(|()| backup.ok_or(RestoreError::NotFound("backup")))
     }
 
@@ -714,19 +966,41 @@ mod tests {
             server,
             name: name.into(),
             description: None,
+            requested_description: None,
             outcome: SimStatus::Completed,
             ready_after: Duration::ZERO,
             protected: false,
             api: SimApi::VpsRest,
             response_lost: false,
+            answer_held: None,
             limit,
+            caller: Caller::default(),
+        }
+    }
+
+    impl State {
+        fn create_backup_for_test(&mut self, server: u64) -> u64 {
+            self.add_backup(NewBackup {
+                server,
+                backup_type: BackupType::Manual,
+                description: None,
+                requested_description: None,
+                outcome: SimStatus::Completed,
+                ready_after: Duration::ZERO,
+                api: SimApi::VpsRest,
+                response_lost: false,
+                answer_held: None,
+                limit: None,
+                caller: Caller::default(),
+            })
+            .id
         }
     }
 
     #[test]
     fn auto_backups_are_seeded_oldest_first_and_expire_a_month_later() {
-        let mut state = State::new(config());
-        let list = state.backups(Some(1), None, false);
+        let mut state = State::new(config(), Arc::default());
+        let list = state.backups(Some(1));
         assert_eq!(list.len(), 3);
         assert!(list.windows(2).all(|w| w[0].created_at < w[1].created_at));
         for b in &list {
@@ -740,7 +1014,7 @@ mod tests {
 
     #[test]
     fn limit_counts_everything_and_records_rejections() {
-        let mut state = State::new(config());
+        let mut state = State::new(config(), Arc::default());
         for i in 0..5 {
             state
                 .create_snapshot(new_snapshot(1, &format!("s{i}"), Some(5)))
@@ -756,6 +1030,9 @@ mod tests {
             .expect("foreign bypasses the limit");
         let rec = state.record();
         assert_eq!(rec.servers[&1].snapshot_limit_rejections, 1);
+        assert_eq!(rec.limit_refusals.len(), 1);
+        assert_eq!(rec.limit_refusals[0].name.as_deref(), Some("s5"));
+        assert_eq!(rec.limit_refusals[0].limit, 5);
         assert_eq!(rec.servers[&1].snapshots_high_water, 6);
         assert_eq!(
             state.create_snapshot(new_snapshot(99, "x", Some(5))),
@@ -763,12 +1040,75 @@ mod tests {
         );
     }
 
+    fn delete(linger: Duration) -> DeleteRequest {
+        DeleteRequest {
+            api: SimApi::VpsRest,
+            linger,
+            caller: Caller::default(),
+        }
+    }
+
+    #[test]
+    fn a_lingering_delete_keeps_counting_and_is_recorded_once() {
+        let mut state = State::new(config(), Arc::default());
+        let id = state
+            .create_snapshot(new_snapshot(1, "s", Some(1)))
+            .expect("room")
+            .id;
+        let long = Duration::from_secs(3600);
+        assert!(matches!(
+            state.delete_snapshot(id, None, false, delete(long)),
+            DeleteOutcome::Deleted(_)
+        ));
+        assert_eq!(state.snapshots(Some(1))[0].status, SimStatus::Deleting);
+        assert_eq!(state.snapshot_count(1), 1);
+        assert_eq!(
+            state.create_snapshot(new_snapshot(1, "t", Some(1))),
+            Err(CreateError::Limit(1))
+        );
+        assert!(matches!(
+            state.delete_snapshot(id, None, false, delete(long)),
+            DeleteOutcome::AlreadyDeleting(_)
+        ));
+        assert_eq!(state.record().deletes.len(), 1);
+        // Without linger the object goes at once.
+        let mut state = State::new(config(), Arc::default());
+        let id = state.create_backup_for_test(1);
+        assert!(matches!(
+            state.delete_backup(id, delete(Duration::ZERO)),
+            DeleteOutcome::Deleted(_)
+        ));
+        assert!(matches!(
+            state.delete_backup(id, delete(Duration::ZERO)),
+            DeleteOutcome::NotFound
+        ));
+        assert_eq!(state.backup_count(1), 3);
+    }
+
+    #[test]
+    fn young_objects_are_counted_but_not_listed() {
+        let mut state = State::new(config(), Arc::default());
+        state
+            .create_snapshot(new_snapshot(2, "young", Some(5)))
+            .expect("room");
+        let hidden = ListView {
+            shuffle: false,
+            hide_younger_than: Duration::from_secs(3600),
+        };
+        assert!(state.list_snapshots(Some(2), hidden).is_empty());
+        assert_eq!(state.list_snapshots(Some(2), ListView::default()).len(), 1);
+        assert_eq!(state.snapshot_count(2), 1);
+    }
+
     #[test]
     fn sessions_lapse_after_idle_time() {
-        let mut state = State::new(SimConfig {
-            session_idle: Duration::ZERO,
-            ..config()
-        });
+        let mut state = State::new(
+            SimConfig {
+                session_idle: Duration::ZERO,
+                ..config()
+            },
+            Arc::default(),
+        );
         assert!(state.login("sim", "wrong").is_none());
         let id = state.login("sim", "sim-password").expect("login");
         std::thread::sleep(Duration::from_millis(5));

@@ -7,7 +7,10 @@
 use super::conn::Conn;
 use super::gate::{Answer, Sim};
 use super::model::{BackupType, SimApi, SimBackup, SimSnapshot};
-use super::state::{CreateError, DeleteOutcome, NewBackup, NewSnapshot, RestoreError, server_name};
+use super::state::{
+    CreateError, DeleteOutcome, DeleteRequest, ListView, NewBackup, NewSnapshot, RestoreError,
+    server_name,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -79,7 +82,7 @@ async fn begin(
     conn: &Conn,
     headers: &HeaderMap,
 ) -> Result<super::faults::Decision, Answer> {
-    let decision = sim.enter(key, SimApi::VpsRest, conn).await?;
+    let decision = sim.enter(key, SimApi::VpsRest, conn, headers).await?;
     authorize(sim, headers)?;
     Ok(decision)
 }
@@ -206,8 +209,54 @@ fn backup_json(b: &SimBackup) -> Value {
     v
 }
 
-fn page(results: Vec<Value>) -> Response {
-    axum::Json(json!({ "count": results.len(), "results": results })).into_response()
+/// `count` is always the whole list's length; with `partial_lists` only the first `cap`
+/// results come along, as from a provider that pages without saying how to get the rest.
+fn page(sim: &Sim, mut results: Vec<Value>, cap: Option<usize>) -> Response {
+    let count = results.len();
+    if let Some(cap) = cap
+        && count > cap
+    {
+        results.truncate(cap);
+        sim.state().count_fault("partial_list");
+    }
+    axum::Json(json!({ "count": count, "results": results })).into_response()
+}
+
+fn list_view(decision: &super::faults::Decision) -> ListView {
+    ListView {
+        shuffle: decision.shuffle,
+        hide_younger_than: decision.behaviour.visibility_delay,
+    }
+}
+
+/// A description as the provider stores it, and as sent when that differs.
+fn stored(
+    decision: &super::faults::Decision,
+    sent: Option<String>,
+) -> (Option<String>, Option<String>) {
+    let kept = decision.behaviour.store_description(sent.clone());
+    if kept == sent {
+        (kept, None)
+    } else {
+        (kept, sent)
+    }
+}
+
+/// A performed create's answer: held back, then lost or sent.
+async fn answer_create(
+    sim: &Sim,
+    conn: &Conn,
+    decision: &super::faults::Decision,
+    body: Value,
+) -> Response {
+    sim.count_outcome(&decision.outcome);
+    if let Some(hold) = decision.hold {
+        sim.hold_answer(hold, &decision.caller).await;
+    }
+    if let Some(mode) = decision.lost_create {
+        return sim.lose(mode, conn);
+    }
+    (StatusCode::CREATED, axum::Json(body)).into_response()
 }
 
 fn server_filter(query: &HashMap<String, String>) -> Result<Option<u64>, Answer> {
@@ -266,8 +315,12 @@ async fn list_snapshots(
     if decision.shuffle {
         sim.state().count_fault("shuffle");
     }
-    let list = sim.state().snapshots(server, decision.shuffle);
-    Ok(page(list.iter().map(snapshot_json).collect()))
+    let list = sim.state().list_snapshots(server, list_view(&decision));
+    Ok(page(
+        &sim,
+        list.iter().map(snapshot_json).collect(),
+        decision.behaviour.partial_lists,
+    ))
 }
 
 fn valid_name(errors: &mut FieldErrors, name: &str) {
@@ -306,16 +359,20 @@ async fn create_snapshot(
     let (Some(server), Some(name)) = (server, name) else {
         return Err(detail(StatusCode::BAD_REQUEST, "Invalid parameters.").into());
     };
+    let (description, requested_description) = stored(&decision, description);
     let created = sim.state().create_snapshot(NewSnapshot {
         server,
         name,
         description,
+        requested_description,
         outcome: decision.outcome.clone(),
         ready_after: sim.config().create_delay,
         protected: false,
         api: SimApi::VpsRest,
         response_lost: decision.lost_create.is_some(),
+        answer_held: decision.hold,
         limit: Some(sim.config().snapshot_limit),
+        caller: decision.caller.clone(),
     });
     let snapshot = match created {
         Ok(s) => s,
@@ -329,14 +386,10 @@ async fn create_snapshot(
             ));
         }
     };
-    sim.count_outcome(&decision.outcome);
-    if let Some(mode) = decision.lost_create {
-        return Ok(sim.lose(mode, &conn));
-    }
     let mut v = snapshot_json(&snapshot);
     v["message"] =
         json!("Snapshot is being created. This may take 3-10 minutes depending on server size.");
-    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+    Ok(answer_create(&sim, &conn, &decision, v).await)
 }
 
 async fn delete_snapshot(
@@ -345,18 +398,34 @@ async fn delete_snapshot(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Handled {
-    begin(&sim, "vps_rest.snapshots.delete", &conn, &headers).await?;
+    let decision = begin(&sim, "vps_rest.snapshots.delete", &conn, &headers).await?;
     let id = path_id(&id)?;
     // VpsRest has no notion of protection, so the Zomro-side flag is not honoured here.
     let outcome = sim
         .state()
-        .delete_snapshot(id, None, SimApi::VpsRest, false);
-    Ok(match outcome {
-        DeleteOutcome::Deleted(_) | DeleteOutcome::Protected(_) => {
-            StatusCode::NO_CONTENT.into_response()
-        }
+        .delete_snapshot(id, None, false, delete_request(&decision));
+    Ok(deleted(&outcome))
+}
+
+fn delete_request(decision: &super::faults::Decision) -> DeleteRequest {
+    DeleteRequest {
+        api: SimApi::VpsRest,
+        linger: decision.behaviour.delete_linger,
+        caller: decision.caller.clone(),
+    }
+}
+
+/// 204 for a delete accepted now and also for one of an object already deleting: a
+/// Django-REST destroy of an object the provider still holds succeeds, and a client that
+/// lost the first answer and retries must not be told "not found" about an object it can
+/// still see listed. 404 only once the object has vanished.
+fn deleted<T>(outcome: &DeleteOutcome<T>) -> Response {
+    match outcome {
+        DeleteOutcome::Deleted(_)
+        | DeleteOutcome::AlreadyDeleting(_)
+        | DeleteOutcome::Protected(_) => StatusCode::NO_CONTENT.into_response(),
         DeleteOutcome::NotFound => not_found(),
-    })
+    }
 }
 
 async fn restore_snapshot(
@@ -365,9 +434,9 @@ async fn restore_snapshot(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Handled {
-    begin(&sim, "vps_rest.snapshots.restore", &conn, &headers).await?;
+    let decision = begin(&sim, "vps_rest.snapshots.restore", &conn, &headers).await?;
     let id = path_id(&id)?;
-    let restored = sim.state().restore_snapshot(id);
+    let restored = sim.state().restore_snapshot(id, decision.caller);
     Ok(match restored {
         Err(RestoreError::NotFound(_)) => not_found(),
         Err(RestoreError::Invalid(why)) => detail(StatusCode::BAD_REQUEST, why),
@@ -402,8 +471,14 @@ async fn list_backups(
     if decision.shuffle {
         sim.state().count_fault("shuffle");
     }
-    let list = sim.state().backups(server, backup_type, decision.shuffle);
-    Ok(page(list.iter().map(backup_json).collect()))
+    let list = sim
+        .state()
+        .list_backups(server, backup_type, list_view(&decision));
+    Ok(page(
+        &sim,
+        list.iter().map(backup_json).collect(),
+        decision.behaviour.partial_lists,
+    ))
 }
 
 async fn create_backup(
@@ -421,15 +496,19 @@ async fn create_backup(
     let Some(server) = server else {
         return Err(detail(StatusCode::BAD_REQUEST, "Invalid parameters.").into());
     };
+    let (description, requested_description) = stored(&decision, description);
     let created = sim.state().create_backup(NewBackup {
         server,
         backup_type: BackupType::Manual,
         description,
+        requested_description,
         outcome: decision.outcome.clone(),
         ready_after: sim.config().create_delay,
         api: SimApi::VpsRest,
         response_lost: decision.lost_create.is_some(),
+        answer_held: decision.hold,
         limit: Some(sim.config().backup_limit),
+        caller: decision.caller.clone(),
     });
     let backup = match created {
         Ok(b) => b,
@@ -445,14 +524,10 @@ async fn create_backup(
             ));
         }
     };
-    sim.count_outcome(&decision.outcome);
-    if let Some(mode) = decision.lost_create {
-        return Ok(sim.lose(mode, &conn));
-    }
     let mut v = backup_json(&backup);
     v["message"] =
         json!("Backup is being created. This may take several minutes depending on server size.");
-    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+    Ok(answer_create(&sim, &conn, &decision, v).await)
 }
 
 async fn delete_backup(
@@ -461,15 +536,10 @@ async fn delete_backup(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Handled {
-    begin(&sim, "vps_rest.backups.delete", &conn, &headers).await?;
+    let decision = begin(&sim, "vps_rest.backups.delete", &conn, &headers).await?;
     let id = path_id(&id)?;
-    let outcome = sim.state().delete_backup(id, SimApi::VpsRest);
-    Ok(match outcome {
-        DeleteOutcome::Deleted(_) | DeleteOutcome::Protected(_) => {
-            StatusCode::NO_CONTENT.into_response()
-        }
-        DeleteOutcome::NotFound => not_found(),
-    })
+    let outcome = sim.state().delete_backup(id, delete_request(&decision));
+    Ok(deleted(&outcome))
 }
 
 async fn restore_server(
@@ -479,7 +549,7 @@ async fn restore_server(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Handled {
-    begin(&sim, "vps_rest.servers.restore", &conn, &headers).await?;
+    let decision = begin(&sim, "vps_rest.servers.restore", &conn, &headers).await?;
     let server = path_id(&id)?;
     if !sim.state().has_server(server) {
         return Ok(not_found());
@@ -491,7 +561,9 @@ async fn restore_server(
     let Some(backup_id) = backup_id else {
         return Err(detail(StatusCode::BAD_REQUEST, "Invalid parameters.").into());
     };
-    let restored = sim.state().restore_backup(server, backup_id);
+    let restored = sim
+        .state()
+        .restore_backup(server, backup_id, decision.caller);
     Ok(match restored {
         Err(RestoreError::NotFound(_)) => detail(StatusCode::NOT_FOUND, "Backup not found."),
         Err(RestoreError::Invalid(why)) => detail(StatusCode::BAD_REQUEST, why),

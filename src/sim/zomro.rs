@@ -10,7 +10,7 @@ use super::faults::{Decision, LostMode};
 use super::form;
 use super::gate::Sim;
 use super::model::{SimApi, SimSnapshot};
-use super::state::{CreateError, DeleteOutcome, NewSnapshot};
+use super::state::{CreateError, DeleteOutcome, DeleteRequest, ListView, NewSnapshot};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -30,7 +30,11 @@ pub fn routes() -> Router<Arc<Sim>> {
 
 enum Reply {
     Doc(Value),
-    Lost(LostMode),
+    /// A create was performed; its answer may be held back and may be lost.
+    Created {
+        hold: Option<std::time::Duration>,
+        lost: Option<LostMode>,
+    },
 }
 
 fn wrap(v: impl ToString) -> Value {
@@ -81,7 +85,10 @@ async fn billmgr(
     let empty = HashMap::new();
     let params = parsed.as_ref().unwrap_or(&empty);
     let func = params.get("func").map(String::as_str).unwrap_or_default();
-    let decision = match sim.enter(call_key(func), SimApi::Zomro, &conn).await {
+    let decision = match sim
+        .enter(call_key(func), SimApi::Zomro, &conn, &headers)
+        .await
+    {
         Ok(d) => d,
         Err(r) => return r.into_response(),
     };
@@ -90,10 +97,21 @@ async fn billmgr(
         Err(e) => Reply::Doc(error_doc("format", "body", e)),
         Ok(p) => dispatch(&sim, &decision, func, p),
     };
+    let reply = match reply {
+        Reply::Created { hold, lost } => {
+            if let Some(hold) = hold {
+                sim.hold_answer(hold, &decision.caller).await;
+            }
+            if let Some(mode) = lost {
+                return sim.lose(mode, &conn);
+            }
+            ok_doc("instances.snapshots.edit")
+        }
+        Reply::Doc(doc) => doc,
+    };
     match reply {
-        Reply::Lost(mode) => sim.lose(mode, &conn),
-        Reply::Doc(doc) if json_out => axum::Json(doc).into_response(),
-        Reply::Doc(doc) => (
+        doc if json_out => axum::Json(doc).into_response(),
+        doc => (
             [(header::CONTENT_TYPE, "text/xml; charset=UTF-8")],
             to_xml(&doc),
         )
@@ -111,7 +129,7 @@ fn dispatch(sim: &Sim, d: &Decision, func: &str, p: &HashMap<String, String>) ->
     match func {
         "instances.snapshots" => Reply::Doc(list(sim, d, p)),
         "instances.snapshots.edit" => create(sim, d, p),
-        "image.delete" => Reply::Doc(delete(sim, p)),
+        "image.delete" => Reply::Doc(delete(sim, d, p)),
         "" => Reply::Doc(missed("func", "Function")),
         other => Reply::Doc(missed("func", &format!("Function '{other}'"))),
     }
@@ -215,12 +233,25 @@ fn list(sim: &Sim, d: &Decision, p: &HashMap<String, String>) -> Value {
     if d.shuffle {
         sim.state().count_fault("shuffle");
     }
-    let all = sim.state().snapshots(Some(server), d.shuffle);
+    let view = ListView {
+        shuffle: d.shuffle,
+        hide_younger_than: d.behaviour.visibility_delay,
+    };
+    let all = sim.state().list_snapshots(Some(server), view);
     let total = all.len();
-    let p_cnt = p
+    let asked = p
         .get("p_cnt")
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n > 0);
+    // A provider capping its page size answers fewer than asked; `p_elems` still tells.
+    let p_cnt = match (asked, d.behaviour.partial_lists) {
+        (Some(a), Some(cap)) => Some(a.min(cap)),
+        (None, Some(cap)) => Some(cap),
+        (a, None) => a,
+    };
+    if p_cnt.is_some_and(|cnt| cnt < total) && p_cnt != asked {
+        sim.state().count_fault("partial_list");
+    }
     let p_num = p
         .get("p_num")
         .and_then(|v| v.parse::<usize>().ok())
@@ -284,12 +315,15 @@ fn create(sim: &Sim, d: &Decision, p: &HashMap<String, String>) -> Reply {
         server,
         name: name.to_string(),
         description: None,
+        requested_description: None,
         outcome: d.outcome.clone(),
         ready_after: sim.config().create_delay,
         protected: false,
         api: SimApi::Zomro,
         response_lost: d.lost_create.is_some(),
+        answer_held: d.hold,
         limit: Some(sim.config().zomro_snapshot_limit),
+        caller: d.caller.clone(),
     });
     match created {
         Err(CreateError::NoServer) => Reply::Doc(missed("plid", "Instance")),
@@ -300,15 +334,15 @@ fn create(sim: &Sim, d: &Decision, p: &HashMap<String, String>) -> Reply {
         )),
         Ok(_) => {
             sim.count_outcome(&d.outcome);
-            match d.lost_create {
-                Some(mode) => Reply::Lost(mode),
-                None => Reply::Doc(ok_doc(FUNC)),
+            Reply::Created {
+                hold: d.hold,
+                lost: d.lost_create,
             }
         }
     }
 }
 
-fn delete(sim: &Sim, p: &HashMap<String, String>) -> Value {
+fn delete(sim: &Sim, d: &Decision, p: &HashMap<String, String>) -> Value {
     const FUNC: &str = "image.delete";
     let server = match instance(sim, p, "plid") {
         Ok(s) => s,
@@ -325,11 +359,20 @@ fn delete(sim: &Sim, p: &HashMap<String, String>) -> Value {
     if !confirmed(p) {
         return json!({ "doc": { "$lang": "en", "$func": FUNC, "elid": wrap(id) } });
     }
-    let outcome = sim
-        .state()
-        .delete_snapshot(id, Some(server), SimApi::Zomro, true);
+    let outcome = sim.state().delete_snapshot(
+        id,
+        Some(server),
+        true,
+        DeleteRequest {
+            api: SimApi::Zomro,
+            linger: d.behaviour.delete_linger,
+            caller: d.caller.clone(),
+        },
+    );
     match outcome {
-        DeleteOutcome::Deleted(_) => ok_doc(FUNC),
+        // Like VpsRest's 204: an image already `Pending_delete` is still there, so deleting
+        // it again is accepted and changes nothing.
+        DeleteOutcome::Deleted(_) | DeleteOutcome::AlreadyDeleting(_) => ok_doc(FUNC),
         DeleteOutcome::NotFound => missed("elid", "Snapshot"),
         DeleteOutcome::Protected(_) => error_doc(
             "protected",

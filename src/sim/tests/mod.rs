@@ -1,5 +1,6 @@
 //! End-to-end tests over real HTTP on 127.0.0.1.
 
+mod behaviour;
 mod faults;
 mod inspect;
 mod support;
