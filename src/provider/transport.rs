@@ -2,6 +2,7 @@
 //! `Retry-After`, endpoint validation, and turning transport failures into errors that name
 //! neither the URL nor anything sent.
 use std::error::Error as _;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -24,6 +25,38 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// `vpsnap/<version> (<instance>)`: which process sent a request, for the provider's logs
+/// and the simulator's record (two replicas during a leader handover are told apart). The
+/// instance is `$POD_NAME`, else `<hostname>-<pid>`.
+pub fn user_agent() -> &'static str {
+    static AGENT: OnceLock<String> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        let instance = std::env::var("POD_NAME")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+        agent_for(&instance)
+    })
+}
+
+/// Only `[A-Za-z0-9._-]` of the instance name are kept (at most 63, a pod name's length), so
+/// the header stays valid and nothing else can ride along in it.
+fn agent_for(instance: &str) -> String {
+    let clean: String = instance
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(63)
+        .collect();
+    let clean = if clean.is_empty() { "unknown" } else { &clean };
+    format!("vpsnap/{} ({clean})", env!("CARGO_PKG_VERSION"))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "vpsnap".into())
+}
+
 pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, ProviderError> {
     install_crypto_provider();
     let timeout = if timeout.is_zero() {
@@ -37,7 +70,7 @@ pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, Provider
         // A redirect would be followed with the credentials by some clients and turn a POST into
         // a GET by others; the documented APIs never redirect, so one is reported instead.
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("vpsnap/", env!("CARGO_PKG_VERSION")))
+        .user_agent(user_agent())
         .build()
         .map_err(|e| {
             ProviderError::Protocol(format!("cannot build the HTTP client: {}", e.without_url()))
@@ -254,6 +287,50 @@ mod tests {
         assert_eq!(parse_retry_after(&headers("soon"), now), None);
         assert_eq!(parse_retry_after(&headers("-3"), now), None);
         assert_eq!(parse_retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn user_agent_names_the_instance_in_a_valid_header() {
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            agent_for("vpsnap-7d9f-abcde"),
+            format!("vpsnap/{version} (vpsnap-7d9f-abcde)")
+        );
+        assert_eq!(
+            agent_for("host.example-42"),
+            format!("vpsnap/{version} (host.example-42)")
+        );
+        assert_eq!(
+            agent_for("a b)(\r\nX-Token: hunter2"),
+            format!("vpsnap/{version} (abX-Tokenhunter2)")
+        );
+        assert_eq!(agent_for("()"), format!("vpsnap/{version} (unknown)"));
+        assert_eq!(
+            agent_for(&"x".repeat(100)).len(),
+            agent_for(&"x".repeat(63)).len()
+        );
+        let ua = user_agent();
+        assert!(ua.starts_with(&format!("vpsnap/{version} (")), "{ua}");
+        assert!(reqwest::header::HeaderValue::from_str(ua).is_ok());
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_user_agent() {
+        let sim = crate::sim::start(
+            crate::sim::SimConfig::default(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let http = http_client(Duration::from_secs(10)).unwrap();
+        let url = format!("{}account/me/", sim.vps_rest_url());
+        send(http.get(url).bearer_auth("sim-token"), &[])
+            .await
+            .unwrap();
+        let log = sim.call_log(0);
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].user_agent.as_deref(), Some(user_agent()));
+        sim.shutdown().await;
     }
 
     #[test]
