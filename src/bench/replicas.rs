@@ -1,0 +1,291 @@
+//! Operator processes as a Deployment runs them: one, or several with leader election, each
+//! incarnation with its own `POD_NAME` (which also names it in its provider `User-Agent`).
+//! The chaos harness kills, freezes (SIGSTOP) and thaws (SIGCONT) them, restarts the ones
+//! that exit as the kubelet would, and reads the Lease to tell which one leads.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Client;
+use kube::api::Api;
+
+use super::Result;
+use super::operator::{Operator, OperatorSpec};
+
+/// The Lease the replicas compete for (created in the run's namespace).
+pub const LEASE_NAME: &str = "vpsnap-chaos";
+
+struct Slot {
+    letter: char,
+    /// Incarnations started so far; the current one is `chaos-<letter>-<generation>`.
+    generation: u32,
+    op: Option<Operator>,
+    frozen_since: Option<Instant>,
+    log: Option<PathBuf>,
+}
+
+/// A process that ended on its own.
+pub struct Exit {
+    pub slot: usize,
+    pub instance: String,
+    pub status: String,
+}
+
+pub struct ReplicaSet {
+    client: Client,
+    base: OperatorSpec,
+    /// `None` for a single replica without leader election.
+    lease_duration: Option<Duration>,
+    slots: Vec<Slot>,
+    /// Reconciles counted by processes that are gone.
+    pub reconciles: u64,
+    pub scrapes_failed: u64,
+}
+
+/// `operator.log` → `operator-a.log` for slot `a` of several.
+fn slot_log(base: &Path, letter: char) -> PathBuf {
+    let stem = base
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "operator".into());
+    let name = match base.extension() {
+        Some(ext) => format!("{stem}-{letter}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{letter}"),
+    };
+    base.with_file_name(name)
+}
+
+impl ReplicaSet {
+    /// `replicas` > 1 turns on `--leader-election` with a Lease of `lease_duration` in the
+    /// operator's namespace.
+    pub fn new(
+        client: Client,
+        mut base: OperatorSpec,
+        replicas: usize,
+        lease_duration: Duration,
+    ) -> Self {
+        let replicas = replicas.max(1);
+        let lease_duration = (replicas > 1).then_some(lease_duration);
+        if let Some(d) = lease_duration {
+            base.extra_args.extend([
+                "--leader-election".to_string(),
+                "--lease-name".into(),
+                LEASE_NAME.into(),
+                "--lease-namespace".into(),
+                base.namespace.clone(),
+                "--lease-duration-secs".into(),
+                d.as_secs().max(3).to_string(),
+            ]);
+        }
+        let slots = (0..replicas)
+            .map(|i| {
+                let letter = char::from(b'a' + u8::try_from(i % 26).unwrap_or(0));
+                Slot {
+                    letter,
+                    generation: 0,
+                    op: None,
+                    frozen_since: None,
+                    log: match &base.log {
+                        Some(path) if replicas > 1 => Some(slot_log(path, letter)),
+                        other => other.clone(),
+                    },
+                }
+            })
+            .collect();
+        Self {
+            client,
+            base,
+            lease_duration,
+            slots,
+            reconciles: 0,
+            scrapes_failed: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn leader_election(&self) -> bool {
+        self.lease_duration.is_some()
+    }
+
+    pub fn lease_duration(&self) -> Option<Duration> {
+        self.lease_duration
+    }
+
+    /// The current incarnation's name (`POD_NAME`), e.g. `chaos-a-2`.
+    pub fn instance(&self, slot: usize) -> String {
+        let s = &self.slots[slot];
+        format!("chaos-{}-{}", s.letter, s.generation)
+    }
+
+    pub fn logs(&self) -> Vec<PathBuf> {
+        let mut logs: Vec<PathBuf> = self.slots.iter().filter_map(|s| s.log.clone()).collect();
+        logs.dedup();
+        logs
+    }
+
+    /// Starts a new incarnation in `slot`; returns its instance name.
+    pub fn start(&mut self, slot: usize) -> Result<String> {
+        self.slots[slot].generation += 1;
+        let instance = self.instance(slot);
+        let s = &mut self.slots[slot];
+        let mut spec = self.base.clone();
+        spec.log = s.log.clone();
+        spec.env.push(("POD_NAME".into(), instance.clone()));
+        if let Some(path) = &spec.log {
+            // A banner, so each incarnation's lines can be told apart in the shared file.
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            writeln!(
+                f,
+                "==== vpsnap-chaos: starting {instance} at {} ====",
+                jiff::Timestamp::now()
+            )?;
+        }
+        s.op = Some(Operator::start(&spec)?);
+        s.frozen_since = None;
+        Ok(instance)
+    }
+
+    /// Waits until every running replica answers `/readyz` (a standby does at once).
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        for s in &mut self.slots {
+            if let Some(op) = s.op.as_mut() {
+                op.wait_ready(timeout).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The Lease's holder, if any (always `None` without leader election).
+    pub async fn holder(&self) -> Option<String> {
+        self.lease_duration?;
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.base.namespace);
+        let lease = api.get_opt(LEASE_NAME).await.ok().flatten()?;
+        lease.spec?.holder_identity.filter(|h| !h.is_empty())
+    }
+
+    /// The slot whose current incarnation holds the Lease; slot 0 without leader election.
+    pub async fn leader(&self) -> Option<usize> {
+        if self.lease_duration.is_none() {
+            return Some(0);
+        }
+        let holder = self.holder().await?;
+        (0..self.slots.len()).find(|&i| self.instance(i) == holder && self.slots[i].op.is_some())
+    }
+
+    pub fn is_frozen(&self, slot: usize) -> bool {
+        self.slots[slot].frozen_since.is_some()
+    }
+
+    pub fn frozen(&self) -> Vec<(usize, Instant)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.frozen_since.map(|t| (i, t)))
+            .collect()
+    }
+
+    /// SIGKILL, as a crash would (a frozen process dies too). Counts its reconciles first
+    /// when it can still answer.
+    pub async fn kill(&mut self, slot: usize) {
+        let frozen = self.is_frozen(slot);
+        if let Some(op) = self.slots[slot].op.take() {
+            if frozen {
+                self.scrapes_failed += 1;
+            } else {
+                match op.reconciles_total().await {
+                    Ok(n) => self.reconciles += n,
+                    Err(_) => self.scrapes_failed += 1,
+                }
+            }
+            op.kill().await;
+        }
+        self.slots[slot].frozen_since = None;
+    }
+
+    /// SIGSTOP: the process keeps its sockets and its belief that it leads, and does nothing.
+    pub async fn freeze(&mut self, slot: usize) -> Result<()> {
+        let op = self.slots[slot].op.as_ref().ok_or("no process to freeze")?;
+        op.signal("STOP").await?;
+        self.slots[slot].frozen_since = Some(Instant::now());
+        Ok(())
+    }
+
+    /// SIGCONT: it wakes up where it stopped.
+    pub async fn thaw(&mut self, slot: usize) -> Result<()> {
+        if let Some(op) = self.slots[slot].op.as_ref() {
+            op.signal("CONT").await?;
+        }
+        self.slots[slot].frozen_since = None;
+        Ok(())
+    }
+
+    /// Thaws every frozen replica.
+    pub async fn thaw_all(&mut self) -> Result<()> {
+        for (slot, _) in self.frozen() {
+            self.thaw(slot).await?;
+        }
+        Ok(())
+    }
+
+    /// The replicas that ended on their own since the last call (their slots are empty
+    /// until [`Self::start`]).
+    pub fn reap(&mut self) -> Vec<Exit> {
+        let mut exits = Vec::new();
+        for i in 0..self.slots.len() {
+            let status = self.slots[i].op.as_mut().and_then(Operator::exit_status);
+            if let Some(status) = status {
+                let instance = self.instance(i);
+                self.slots[i].op = None;
+                self.slots[i].frozen_since = None;
+                // Its metrics went with it.
+                self.scrapes_failed += 1;
+                exits.push(Exit {
+                    slot: i,
+                    instance,
+                    status: status.to_string(),
+                });
+            }
+        }
+        exits
+    }
+
+    pub fn running(&self, slot: usize) -> bool {
+        self.slots[slot].op.is_some()
+    }
+
+    /// Kills every replica (counting reconciles of those that answer).
+    pub async fn stop_all(&mut self) {
+        for i in 0..self.slots.len() {
+            self.kill(i).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot_log;
+    use std::path::Path;
+
+    #[test]
+    fn each_slot_logs_to_its_own_file() {
+        assert_eq!(
+            slot_log(Path::new("/tmp/chaos-op.log"), 'b'),
+            Path::new("/tmp/chaos-op-b.log")
+        );
+        assert_eq!(
+            slot_log(Path::new("/tmp/chaos-op"), 'a'),
+            Path::new("/tmp/chaos-op-a")
+        );
+    }
+}
