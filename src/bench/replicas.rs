@@ -264,6 +264,10 @@ impl ReplicaSet {
         self.slots[slot].op.is_some()
     }
 
+    pub fn pid(&self, slot: usize) -> Option<u32> {
+        self.slots[slot].op.as_ref().map(|op| op.pid)
+    }
+
     /// Kills every replica (counting reconciles of those that answer).
     pub async fn stop_all(&mut self) {
         for i in 0..self.slots.len() {
@@ -274,8 +278,118 @@ impl ReplicaSet {
 
 #[cfg(test)]
 mod tests {
-    use super::slot_log;
+    use super::*;
     use std::path::Path;
+
+    /// A stand-in operator: records its POD_NAME and arguments, then sleeps (or exits with
+    /// the code in `$EXIT_WITH`).
+    fn fake_operator(dir: &Path) -> PathBuf {
+        let bin = dir.join("fake-vpsnap");
+        std::fs::write(
+            &bin,
+            "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/$POD_NAME\"\n\
+             if [ -n \"$EXIT_WITH\" ]; then exit \"$EXIT_WITH\"; fi\nexec sleep 600\n",
+        )
+        .unwrap();
+        let status = std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&bin)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        bin
+    }
+
+    fn set(dir: &Path, replicas: usize, env: Vec<(String, String)>) -> ReplicaSet {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let spec = OperatorSpec {
+            bin: fake_operator(dir),
+            kubeconfig: None,
+            namespace: "ns".into(),
+            log: None,
+            extra_args: Vec::new(),
+            env,
+        };
+        ReplicaSet::new(client, spec, replicas, Duration::from_secs(5))
+    }
+
+    /// The process state letter from /proc (R, S, T for stopped, Z, …).
+    fn state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(')').next()?.trim().chars().next()
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn replicas_are_named_frozen_thawed_and_killed() {
+        let dir = temp_dir("vpsnap-replicas");
+        let mut r = set(&dir, 2, Vec::new());
+        assert!(r.leader_election());
+        assert_eq!(r.start(0).unwrap(), "chaos-a-1");
+        assert_eq!(r.start(1).unwrap(), "chaos-b-1");
+        until("both started", || {
+            dir.join("chaos-a-1").exists() && dir.join("chaos-b-1").exists()
+        })
+        .await;
+        let args = std::fs::read_to_string(dir.join("chaos-b-1")).unwrap();
+        assert!(
+            args.contains("--leader-election --lease-name vpsnap-chaos --lease-namespace ns --lease-duration-secs 5"),
+            "{args}"
+        );
+        let pid = r.pid(0).unwrap();
+        r.freeze(0).await.unwrap();
+        assert!(r.is_frozen(0));
+        until("stopped", || state(pid) == Some('T')).await;
+        r.thaw(0).await.unwrap();
+        until("running again", || state(pid).is_some_and(|s| s != 'T')).await;
+        assert!(r.frozen().is_empty());
+        // A frozen process dies on SIGKILL too.
+        r.freeze(1).await.unwrap();
+        r.kill(1).await;
+        assert!(!r.running(1) && !r.is_frozen(1));
+        assert_eq!(r.start(1).unwrap(), "chaos-b-2");
+        assert!(r.reap().is_empty());
+        r.stop_all().await;
+        assert!(!r.running(0) && !r.running(1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_exits_is_reaped_once() {
+        let dir = temp_dir("vpsnap-replicas-exit");
+        let mut r = set(&dir, 1, vec![("EXIT_WITH".into(), "3".into())]);
+        assert!(!r.leader_election());
+        assert_eq!(r.start(0).unwrap(), "chaos-a-1");
+        let mut exits = Vec::new();
+        until("the exit", || {
+            exits.extend(r.reap());
+            !exits.is_empty()
+        })
+        .await;
+        assert_eq!(exits.len(), 1);
+        assert_eq!(exits[0].instance, "chaos-a-1");
+        assert!(exits[0].status.contains('3'), "{}", exits[0].status);
+        assert!(!r.running(0));
+        assert!(r.reap().is_empty());
+        let args = std::fs::read_to_string(dir.join("chaos-a-1")).unwrap();
+        assert!(!args.contains("--leader-election"), "{args}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn each_slot_logs_to_its_own_file() {
