@@ -25,6 +25,11 @@ fn object(kind: &str, name: &str, uid: &str, spec: Value, status: Value) -> Dyna
     .expect("object")
 }
 
+/// Records an object of `kind` as the watch would see it at time 0.
+fn seen(h: &mut History, kind: &str, name: &str, uid: &str, spec: Value, status: Value) {
+    h.observe(kind, &object(kind, name, uid, spec, status), at(0));
+}
+
 fn create(
     seq: u64,
     kind: ObjectKind,
@@ -107,27 +112,21 @@ fn derived_names_follow_the_operator_rule() {
 #[test]
 fn two_creates_for_one_object_are_a_duplicate_by_name_or_tag() {
     let mut h = History::default();
-    h.observe(
+    seen(
+        &mut h,
         "VpsSnapshot",
-        &object(
-            "VpsSnapshot",
-            "s-1",
-            UID,
-            json!({"serverId": 101}),
-            json!({}),
-        ),
-        at(0),
+        "s-1",
+        UID,
+        json!({"serverId": 101}),
+        json!({}),
     );
-    h.observe(
+    seen(
+        &mut h,
         "VpsBackup",
-        &object(
-            "VpsBackup",
-            "b-1",
-            "buid",
-            json!({"serverId": 101}),
-            json!({}),
-        ),
-        at(0),
+        "b-1",
+        "buid",
+        json!({"serverId": 101}),
+        json!({}),
     );
     let mut cut = create(3, ObjectKind::Backup, 501, None, Some("chaos b-1 [vpsn"));
     cut.requested_description = Some("chaos b-1 [vpsnap:buid]".into());
@@ -168,16 +167,13 @@ fn two_creates_for_one_object_are_a_duplicate_by_name_or_tag() {
 #[test]
 fn a_backup_without_its_tag_is_claimed_by_status_id_or_counted() {
     let mut h = History::default();
-    h.observe(
+    seen(
+        &mut h,
         "VpsBackup",
-        &object(
-            "VpsBackup",
-            "b-1",
-            "buid",
-            json!({"serverId": 101}),
-            json!({"providerId": "501"}),
-        ),
-        at(0),
+        "b-1",
+        "buid",
+        json!({"serverId": 101}),
+        json!({"providerId": "501"}),
     );
     let record = Record {
         creates: vec![
@@ -197,16 +193,13 @@ fn a_backup_without_its_tag_is_claimed_by_status_id_or_counted() {
 #[test]
 fn limit_refusals_and_high_water_are_violations() {
     let mut h = History::default();
-    h.observe(
+    seen(
+        &mut h,
         "VpsSnapshot",
-        &object(
-            "VpsSnapshot",
-            "s-2",
-            UID,
-            json!({"snapshotName": "chaos-s-2"}),
-            json!({}),
-        ),
-        at(0),
+        "s-2",
+        UID,
+        json!({"snapshotName": "chaos-s-2"}),
+        json!({}),
     );
     let mut record = Record::default();
     record.limit_refusals.push(RefusedCreate {
@@ -258,28 +251,22 @@ fn restore_record(seq: u64, id: u64, accepted: bool, who: &str) -> RestoreRecord
 #[test]
 fn every_restore_call_beyond_one_counts_accepted_or_not() {
     let mut h = History::default();
-    h.observe(
+    seen(
+        &mut h,
         "VpsSnapshot",
-        &object(
-            "VpsSnapshot",
-            "s-1",
-            UID,
-            json!({}),
-            json!({"providerId": "801"}),
-        ),
-        at(0),
+        "s-1",
+        UID,
+        json!({}),
+        json!({"providerId": "801"}),
     );
     // The restore never recorded the source id itself: the source's status names it.
-    h.observe(
+    seen(
+        &mut h,
         "VpsRestore",
-        &object(
-            "VpsRestore",
-            "r-1",
-            "r",
-            json!({"source": {"snapshotRef": {"name": "s-1"}}}),
-            json!({}),
-        ),
-        at(0),
+        "r-1",
+        "r",
+        json!({"source": {"snapshotRef": {"name": "s-1"}}}),
+        json!({}),
     );
     let record = Record {
         restores: vec![
@@ -302,40 +289,21 @@ fn every_restore_call_beyond_one_counts_accepted_or_not() {
 #[test]
 fn deletions_of_foreign_pinned_retained_and_last_points() {
     let mut h = History::default();
-    let spec = |pinned: bool, evictable: bool, policy: &str| json!({"serverId": 101, "pinned": pinned, "evictable": evictable, "deletionPolicy": policy});
-    h.observe(
-        "VpsSnapshot",
-        &object(
+    for (name, uid, pinned, evictable, policy, id) in [
+        ("pinned", "u1", true, false, "Delete", "801"),
+        ("kept", "u2", false, true, "Retain", "802"),
+        ("last", "u3", false, true, "Delete", "803"),
+    ] {
+        let spec = json!({"serverId": 101, "pinned": pinned, "evictable": evictable, "deletionPolicy": policy});
+        seen(
+            &mut h,
             "VpsSnapshot",
-            "pinned",
-            "u1",
-            spec(true, false, "Delete"),
-            json!({"providerId": "801"}),
-        ),
-        at(0),
-    );
-    h.observe(
-        "VpsSnapshot",
-        &object(
-            "VpsSnapshot",
-            "kept",
-            "u2",
-            spec(false, true, "Retain"),
-            json!({"providerId": "802"}),
-        ),
-        at(0),
-    );
-    h.observe(
-        "VpsSnapshot",
-        &object(
-            "VpsSnapshot",
-            "last",
-            "u3",
-            spec(false, true, "Delete"),
-            json!({"providerId": "803"}),
-        ),
-        at(0),
-    );
+            name,
+            uid,
+            spec,
+            json!({"providerId": id}),
+        );
+    }
     let record = Record {
         creates: vec![
             create(1, ObjectKind::Snapshot, 801, Some("x"), None),
