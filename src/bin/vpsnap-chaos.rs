@@ -30,7 +30,7 @@ use vpsnap::bench::chaos::mix;
 use vpsnap::bench::cluster::{self, ProviderSetup};
 use vpsnap::bench::operator::{OperatorSpec, default_operator_bin};
 use vpsnap::bench::replicas::ReplicaSet;
-use vpsnap::bench::report::{Table, secs};
+use vpsnap::bench::report::{Table, Verdict, secs};
 use vpsnap::sim::{Faults, SimConfig, SimHandle, SimStatus};
 
 const PROVIDER: &str = "chaos";
@@ -1446,6 +1446,15 @@ fn report(
     ));
     for (invariant, count) in invariants::counts(findings) {
         t.none(invariant.title(), count);
+    }
+    if k.smoke && k.replicas > 1 {
+        // What CI relies on the smoke for: it must have exercised both.
+        t.row(
+            "the smoke froze a leader and saw a handover",
+            format!("{} / {}", ledger.freezes, ledger.handovers),
+            ">= 1 / >= 1",
+            Verdict::hard(ledger.freezes > 0 && ledger.handovers > 0),
+        );
     }
 
     t.section("totals");
