@@ -424,6 +424,16 @@ fn call_objects(
             out.insert(n, a.object_ref(o));
         }
     }
+    for r in &record.limit_refusals {
+        let owner = a.owner_by_marker(
+            Kind::of(r.kind),
+            r.name.as_deref(),
+            r.description.as_deref(),
+        );
+        if let (Some(n), Some(o)) = (r.caller.call, owner) {
+            out.insert(n, a.object_ref(o));
+        }
+    }
     for t in history.objects().filter(|t| t.kind == "VpsRestore") {
         let Some((kind, ids)) = restore_source_ids(t, history) else {
             continue;
