@@ -288,11 +288,17 @@ impl Env {
         }
         if let Some(ns) = self.namespace.take() {
             let started = Instant::now();
-            cluster::delete_namespace(&self.client, &ns).await;
-            eprintln!(
-                "cleanup: namespace {ns} deleted in {}",
-                secs(started.elapsed())
-            );
+            let limit = Duration::from_secs(60);
+            match tokio::time::timeout(limit, cluster::delete_namespace(&self.client, &ns)).await {
+                Ok(()) => eprintln!(
+                    "cleanup: namespace {ns} deleted in {}",
+                    secs(started.elapsed())
+                ),
+                Err(_) => eprintln!(
+                    "cleanup: namespace {ns} not deleted within {} (apiserver stuck?)",
+                    secs(limit)
+                ),
+            }
         }
         if let Some(sim) = self.sim.take() {
             sim.shutdown().await;
@@ -339,9 +345,15 @@ async fn chaos(k: Knobs) -> Result<bool> {
         recorder: None,
         namespace: None,
     };
+    // A hung apiserver (e.g. its etcd out of disk) must not hang the run: past this the run
+    // is abandoned, and cleaned up like an interrupted one.
+    let deadline = k.duration + k.settle_timeout + Duration::from_secs(300);
     let outcome = tokio::select! {
-        r = run(&k, &mut env) => r,
-        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+        r = tokio::time::timeout(deadline, run(&k, &mut env)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(format!("the run did not finish within {}", secs(deadline)).into()),
+        },
+        e = interrupted() => Err(e.into()),
     };
     let logs = env
         .replicas
@@ -362,6 +374,22 @@ async fn chaos(k: Knobs) -> Result<bool> {
         println!("RESULT: every invariant held");
     }
     Ok(violations == 0)
+}
+
+/// Ctrl-C or SIGTERM (e.g. from `timeout`): the operators are stopped and the namespace
+/// deleted on the way out instead of being left behind.
+async fn interrupted() -> String {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "interrupted".into();
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted".into(),
+        _ = term.recv() => "terminated".into(),
+    }
 }
 
 /// Optional kinds the cluster serves (another controller adds them): their API resources.
@@ -667,6 +695,9 @@ struct Armed {
     length: Duration,
 }
 
+/// Longest wait for one work action's apiserver calls.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long an armed freeze waits for a held create answer to its target.
 const ARM_WINDOW: Duration = Duration::from_secs(6);
 
@@ -959,17 +990,26 @@ async fn work(
             let restore_due = optional.restore.is_some()
                 && past_third
                 && (ledger.restores.len() as u64) < max_restores;
-            action(
-                client,
-                ns,
-                optional,
-                ledger,
-                &mut work_rng,
-                k,
-                counter,
-                restore_due,
+            let acted = tokio::time::timeout(
+                ACTION_TIMEOUT,
+                action(
+                    client,
+                    ns,
+                    optional,
+                    ledger,
+                    &mut work_rng,
+                    k,
+                    counter,
+                    restore_due,
+                ),
             )
             .await;
+            if acted.is_err() {
+                println!(
+                    "  harness: action {counter} took over {} (apiserver stuck?); skipped",
+                    secs(ACTION_TIMEOUT)
+                );
+            }
             next_action += exponential(&mut work_rng, 1.0 / k.rate, 0.0);
         }
         if last_progress.elapsed() > Duration::from_secs(15) {
