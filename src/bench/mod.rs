@@ -5,9 +5,11 @@
 //! the small statistics both print.
 //!
 //! Nothing here is used by the operator itself.
+pub mod chaos;
 pub mod cluster;
 pub mod operator;
 pub mod procfs;
+pub mod replicas;
 pub mod report;
 pub mod watch;
 

@@ -24,6 +24,8 @@ pub struct OperatorSpec {
     /// Appended to by every start (stderr and stdout); `None` discards the output.
     pub log: Option<PathBuf>,
     pub extra_args: Vec<String>,
+    /// Extra environment, e.g. `POD_NAME` to tell replicas apart.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running operator process, killed (SIGKILL) on drop.
@@ -69,6 +71,7 @@ impl Operator {
                 std::env::var("VPSNAP_BENCH_OPERATOR_LOG")
                     .unwrap_or_else(|_| "info,kube=warn".into()),
             )
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if let Some(kc) = &spec.kubeconfig {
@@ -138,9 +141,33 @@ impl Operator {
         Ok(sum_metric(&self.metrics().await?, "vpsnap_reconciles_total") as u64)
     }
 
-    /// Whether the process is still running.
+    /// Whether the process is still running (a stopped process is running).
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// How the process ended, once it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends `signal` (a name `kill -s` knows: STOP, CONT, TERM) without waiting for any
+    /// effect. The crate forbids `unsafe`, so the signal goes through kill(1).
+    pub async fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .arg("-s")
+            .arg(signal)
+            .arg(self.pid.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -s {signal} {} failed ({status})", self.pid).into())
+        }
     }
 
     pub fn stats(&self) -> Option<ProcStats> {

@@ -440,6 +440,7 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
         namespace: ns.clone(),
         log: Some(k.operator_log.clone()),
         extra_args: k.operator_args.clone(),
+        env: Vec::new(),
     };
     let mut op = Operator::start(&spec)?;
     op.wait_ready(Duration::from_secs(60)).await?;

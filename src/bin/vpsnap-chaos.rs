@@ -1,9 +1,15 @@
 //! `vpsnap-chaos`: a seeded soak. Mixed work (snapshots pinned or evictable or plain,
 //! backups, deletions, a restore and a schedule when the cluster serves those kinds) runs on
-//! a few servers while the simulator injects faults that change over time and the harness
-//! SIGKILLs and restarts the operator at random moments. Afterwards the faults stop,
-//! everything settles (bounded), and invariants are checked against the simulator's full
-//! record and the cluster; each is printed with its count. Exits non-zero on any violation.
+//! a few servers while the simulator injects faults that change over time — request faults
+//! and the provider's own ways (held create answers, late list visibility, cut descriptions,
+//! lingering deletes, partial lists) — and the harness SIGKILLs the operator at random
+//! moments. With `--replicas 2` two operators run with leader election, and the harness also
+//! freezes the leader (SIGSTOP, preferably while a create answer to it is held) for longer
+//! than the lease, then thaws it. Afterwards the faults stop, everything settles (bounded),
+//! the operators are stopped, and every invariant is checked against the simulator's full
+//! record and the objects' status history; each is printed with its count, each violation
+//! with the provider calls made for its object and the process that made them. Exits
+//! non-zero on any violation.
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,11 +24,14 @@ use rand::{RngExt, SeedableRng};
 
 use vpsnap::api::{VpsBackup, VpsSnapshot, parse_duration};
 use vpsnap::bench::Result;
+use vpsnap::bench::chaos::history::{History, Recorder};
+use vpsnap::bench::chaos::invariants::{self, Finding, Inputs, Invariant, Kind, Limits, ObjectRef};
+use vpsnap::bench::chaos::mix;
 use vpsnap::bench::cluster::{self, ProviderSetup};
-use vpsnap::bench::operator::{Operator, OperatorSpec, default_operator_bin};
+use vpsnap::bench::operator::{OperatorSpec, default_operator_bin};
+use vpsnap::bench::replicas::ReplicaSet;
 use vpsnap::bench::report::{Table, Verdict, secs};
-use vpsnap::controller::snapshot_backup::RestorePoint;
-use vpsnap::sim::{Faults, ObjectKind, Record, SimConfig, SimHandle, SimStatus};
+use vpsnap::sim::{Faults, SimConfig, SimHandle, SimStatus};
 
 const PROVIDER: &str = "chaos";
 const TOKEN: &str = "chaos-token";
@@ -32,7 +41,9 @@ const CREATE_DELAY: Duration = Duration::from_millis(1500);
 /// First server id; servers are `FIRST_SERVER..FIRST_SERVER + servers`.
 const FIRST_SERVER: u64 = 101;
 /// Ready=False reasons that mean "still working on it", not a final answer.
-const TRANSIENT: [&str; 8] = [
+const TRANSIENT: [&str; 10] = [
+    "ListingIncomplete",
+    "DeletionPending",
     "Pending",
     "Creating",
     "CreateOutcomeUnknown",
@@ -46,7 +57,7 @@ const TRANSIENT: [&str; 8] = [
 #[derive(Parser)]
 #[command(
     name = "vpsnap-chaos",
-    about = "Seeded chaos soak: mixed work, provider faults and operator kills, then invariants"
+    about = "Seeded chaos soak: mixed work, provider faults, operator kills and (with two replicas) leader freezes, then invariants"
 )]
 struct Cli {
     /// Kubeconfig of the control plane.
@@ -58,7 +69,7 @@ struct Cli {
     /// How long work, faults and kills go on, e.g. 10m [default: 10m; smoke 45s].
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// Seeds the work, the fault schedule, the kill moments and the simulator's dice.
+    /// Seeds the work, the fault schedule, the kill and freeze moments and the simulator's dice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Mean seconds between operator kills (exponentially distributed) [default: 40; smoke 12].
@@ -76,7 +87,22 @@ struct Cli {
     /// Longest wait for everything to settle once faults stop [default: 8m; smoke 60s].
     #[arg(long, value_parser = parse_duration)]
     settle_timeout: Option<Duration>,
-    /// Append the operator's output here (default: a file in the temp directory).
+    /// Operator processes; more than one run with --leader-election and are frozen too.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Lease duration (seconds) of the replicas [default: 15; smoke 5].
+    #[arg(long)]
+    lease_duration: Option<u64>,
+    /// Mean seconds between freezes of the leader, with two replicas [default: 90; smoke 30,
+    /// the first one early].
+    #[arg(long)]
+    freeze_every: Option<f64>,
+    /// Request faults only: no held answers, late visibility, cut descriptions, lingering
+    /// deletes or partial lists (the request faults of a seed stay the same either way).
+    #[arg(long)]
+    no_provider_quirks: bool,
+    /// Append the operator's output here (default: a file in the temp directory; with
+    /// several replicas one file each, `-a`, `-b`, … before the extension).
     #[arg(long)]
     operator_log: Option<PathBuf>,
     /// A short seeded run (a few hundred objects, under two minutes): what CI runs.
@@ -99,12 +125,20 @@ struct Knobs {
     rate: f64,
     fault_period: Duration,
     settle_timeout: Duration,
+    replicas: usize,
+    lease_duration: Duration,
+    freeze_every: f64,
+    quirks: bool,
+    smoke: bool,
     operator_log: PathBuf,
 }
 
 impl Knobs {
     fn resolve(c: Cli) -> Result<Self> {
         let s = c.smoke;
+        if c.replicas == 0 || c.replicas > 26 {
+            return Err("--replicas must be between 1 and 26".into());
+        }
         Ok(Self {
             kubeconfig: c.kubeconfig,
             operator_bin: match c.operator_bin {
@@ -126,6 +160,11 @@ impl Knobs {
                 Duration::from_secs(480),
                 Duration::from_secs(60),
             )),
+            replicas: c.replicas,
+            lease_duration: Duration::from_secs(c.lease_duration.unwrap_or(pick(s, 15, 6)).max(6)),
+            freeze_every: c.freeze_every.unwrap_or(pick(s, 90.0, 30.0)).max(1.0),
+            quirks: !c.no_provider_quirks,
+            smoke: s,
             operator_log: c.operator_log.unwrap_or_else(|| {
                 std::env::temp_dir()
                     .join(format!("vpsnap-chaos-operator-{}.log", std::process::id()))
@@ -135,6 +174,16 @@ impl Knobs {
 
     fn server_ids(&self) -> Vec<u64> {
         (FIRST_SERVER..FIRST_SERVER + self.servers).collect()
+    }
+
+    /// Longest hold of a create answer: past a freeze with several replicas (so the answer
+    /// reaches a thawed process), a few seconds otherwise.
+    fn longest_hold(&self) -> Duration {
+        if self.replicas > 1 {
+            self.lease_duration * 2
+        } else {
+            Duration::from_secs(8)
+        }
     }
 }
 
@@ -157,12 +206,6 @@ async fn main() -> ExitCode {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Kind {
-    Snapshot,
-    Backup,
-}
-
 /// One object the harness declared.
 struct Declared {
     kind: Kind,
@@ -171,49 +214,93 @@ struct Declared {
     pinned: bool,
     evictable: bool,
     retain: bool,
-    /// The provider-side marker (snapshot name, or the backup description tag).
-    marker: String,
     /// When the harness deleted it.
     deleted_at: Option<Timestamp>,
     /// A restore refers to it: never deleted by the harness.
     restore_source: bool,
 }
 
-/// What the harness did, for the checks.
-#[derive(Default)]
+/// What the harness did, for the checks and the report.
 struct Ledger {
+    start: Instant,
     objects: Vec<Declared>,
     /// VpsRestore names with the snapshot object they restore from.
     restores: Vec<(String, String)>,
     schedules: Vec<String>,
     kills: u64,
-    reconciles: u64,
-    reconcile_scrapes_failed: u64,
+    freezes: u64,
+    /// Freezes that caught a create answer to the frozen process held by the provider.
+    freezes_mid_create: u64,
+    handovers: u64,
+    exits: u64,
     fault_changes: u64,
     notes: Vec<String>,
+    /// Kills, freezes, thaws, exits and Lease changes, with their time.
+    events: Vec<(Timestamp, String)>,
+}
+
+impl Ledger {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            objects: Vec::new(),
+            restores: Vec::new(),
+            schedules: Vec::new(),
+            kills: 0,
+            freezes: 0,
+            freezes_mid_create: 0,
+            handovers: 0,
+            exits: 0,
+            fault_changes: 0,
+            notes: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Prints a process event and keeps it for the report.
+    fn event(&mut self, text: String) {
+        println!("  t={:>5.1}s {text}", self.start.elapsed().as_secs_f64());
+        self.events.push((Timestamp::now(), text));
+    }
+
+    fn deleted_by_harness(&self) -> HashMap<(Kind, String), Timestamp> {
+        self.objects
+            .iter()
+            .filter_map(|o| o.deleted_at.map(|t| ((o.kind, o.name.clone()), t)))
+            .collect()
+    }
 }
 
 /// Everything that must be undone on the way out.
 struct Env {
     client: Client,
     sim: Option<SimHandle>,
-    operator: Option<Operator>,
-    spec: Option<OperatorSpec>,
+    replicas: Option<ReplicaSet>,
+    recorder: Option<Recorder>,
     namespace: Option<String>,
 }
 
 impl Env {
     async fn cleanup(mut self) {
-        if let Some(op) = self.operator.take() {
-            op.kill().await;
+        if let Some(mut r) = self.replicas.take() {
+            r.stop_all().await;
+        }
+        if let Some(rec) = self.recorder.take() {
+            rec.finish();
         }
         if let Some(ns) = self.namespace.take() {
             let started = Instant::now();
-            cluster::delete_namespace(&self.client, &ns).await;
-            eprintln!(
-                "cleanup: namespace {ns} deleted in {}",
-                secs(started.elapsed())
-            );
+            let limit = Duration::from_secs(60);
+            match tokio::time::timeout(limit, cluster::delete_namespace(&self.client, &ns)).await {
+                Ok(()) => eprintln!(
+                    "cleanup: namespace {ns} deleted in {}",
+                    secs(started.elapsed())
+                ),
+                Err(_) => eprintln!(
+                    "cleanup: namespace {ns} not deleted within {} (apiserver stuck?)",
+                    secs(limit)
+                ),
+            }
         }
         if let Some(sim) = self.sim.take() {
             sim.shutdown().await;
@@ -224,11 +311,15 @@ impl Env {
         Ok(self.sim.as_ref().ok_or("simulator gone")?)
     }
 
-    fn start_operator(&mut self) -> Result<()> {
-        let spec = self.spec.as_ref().ok_or("operator not configured")?;
-        self.operator = Some(Operator::start(spec)?);
-        Ok(())
+    fn replicas(&mut self) -> Result<&mut ReplicaSet> {
+        Ok(self.replicas.as_mut().ok_or("operators not configured")?)
     }
+}
+
+/// The table, then the violations with their evidence and the process timeline.
+struct Outcome {
+    table: Table,
+    details: String,
 }
 
 async fn chaos(k: Knobs) -> Result<bool> {
@@ -252,19 +343,33 @@ async fn chaos(k: Knobs) -> Result<bool> {
     let mut env = Env {
         client: client.clone(),
         sim: Some(sim),
-        operator: None,
-        spec: None,
+        replicas: None,
+        recorder: None,
         namespace: None,
     };
+    // A hung apiserver (e.g. its etcd out of disk) must not hang the run: past this the run
+    // is abandoned, and cleaned up like an interrupted one.
+    let deadline = k.duration + k.settle_timeout + Duration::from_secs(300);
     let outcome = tokio::select! {
-        r = run(&k, &mut env) => r,
-        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+        r = tokio::time::timeout(deadline, run(&k, &mut env)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(format!("the run did not finish within {}", secs(deadline)).into()),
+        },
+        e = interrupted() => Err(e.into()),
     };
+    let logs = env
+        .replicas
+        .as_ref()
+        .map(ReplicaSet::logs)
+        .unwrap_or_default();
     env.cleanup().await;
-    let table = outcome?;
-    println!("{}", table.render());
-    println!("operator log: {}", k.operator_log.display());
-    let violations = table.violations();
+    let outcome = outcome?;
+    println!("{}", outcome.table.render());
+    print!("{}", outcome.details);
+    for log in logs {
+        println!("operator log: {}", log.display());
+    }
+    let violations = outcome.table.violations();
     if violations > 0 {
         println!("RESULT: {violations} invariant(s) violated");
     } else {
@@ -273,24 +378,55 @@ async fn chaos(k: Knobs) -> Result<bool> {
     Ok(violations == 0)
 }
 
+/// Ctrl-C or SIGTERM (e.g. from `timeout`): the operators are stopped and the namespace
+/// deleted on the way out instead of being left behind.
+async fn interrupted() -> String {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "interrupted".into();
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted".into(),
+        _ = term.recv() => "terminated".into(),
+    }
+}
+
 /// Optional kinds the cluster serves (another controller adds them): their API resources.
 struct Optional {
     restore: Option<ApiResource>,
     schedule: Option<ApiResource>,
 }
 
-async fn run(k: &Knobs, env: &mut Env) -> Result<Table> {
+async fn run(k: &Knobs, env: &mut Env) -> Result<Outcome> {
     let client = env.client.clone();
     let ns = cluster::create_namespace(&client, "chaos").await?;
     env.namespace = Some(ns.clone());
     println!(
-        "vpsnap-chaos: seed {}, {} of work on {} servers, {:.1} actions/s, a kill every ~{:.0} s, faults changing every {}; namespace {ns}",
+        "vpsnap-chaos: seed {}, {} of work on {} servers, {:.1} actions/s, a kill every ~{:.0} s, faults changing every {}{}{}; namespace {ns}",
         k.seed,
         secs(k.duration),
         k.servers,
         k.rate,
         k.kill_every,
-        secs(k.fault_period)
+        secs(k.fault_period),
+        if k.quirks {
+            ", provider quirks on"
+        } else {
+            ", request faults only"
+        },
+        if k.replicas > 1 {
+            format!(
+                "; {} replicas, lease {}, a leader freeze every ~{:.0} s",
+                k.replicas,
+                secs(k.lease_duration),
+                k.freeze_every
+            )
+        } else {
+            String::new()
+        }
     );
     let kinds: HashMap<String, ApiResource> =
         cluster::vpsnap_kinds(&client).await?.into_iter().collect();
@@ -298,7 +434,7 @@ async fn run(k: &Knobs, env: &mut Env) -> Result<Table> {
         restore: kinds.get("VpsRestore").cloned(),
         schedule: kinds.get("VpsSnapshotSchedule").cloned(),
     };
-    let mut ledger = Ledger::default();
+    let mut ledger = Ledger::new();
     if optional.restore.is_none() {
         ledger
             .notes
@@ -312,6 +448,11 @@ async fn run(k: &Knobs, env: &mut Env) -> Result<Table> {
     for n in &ledger.notes {
         println!("note: {n}");
     }
+    let watched: Vec<(String, ApiResource)> = ["VpsSnapshot", "VpsBackup", "VpsRestore"]
+        .iter()
+        .filter_map(|kind| kinds.get(*kind).map(|ar| (kind.to_string(), ar.clone())))
+        .collect();
+    env.recorder = Some(Recorder::start(&client, &ns, &watched));
 
     // Foreign objects the operator must never touch: a snapshot on every third server, a
     // manual backup on every fourth (plus one automatic backup per server from the config).
@@ -324,17 +465,26 @@ async fn run(k: &Knobs, env: &mut Env) -> Result<Table> {
             sim.add_foreign_backup(server, false);
         }
     }
-    env.spec = Some(OperatorSpec {
+    let spec = OperatorSpec {
         bin: k.operator_bin.clone(),
         kubeconfig: k.kubeconfig.clone(),
         namespace: ns.clone(),
         log: Some(k.operator_log.clone()),
         extra_args: Vec::new(),
-    });
-    env.start_operator()?;
-    if let Some(op) = env.operator.as_mut() {
-        op.wait_ready(Duration::from_secs(60)).await?;
+        env: Vec::new(),
+    };
+    env.replicas = Some(ReplicaSet::new(
+        client.clone(),
+        spec,
+        k.replicas,
+        k.lease_duration,
+    ));
+    let replicas = env.replicas()?;
+    for slot in 0..replicas.len() {
+        let instance = replicas.start(slot)?;
+        ledger.event(format!("started {instance}"));
     }
+    replicas.wait_ready(Duration::from_secs(60)).await?;
     let sim = env.sim()?;
     cluster::setup_provider(
         &client,
@@ -350,7 +500,7 @@ async fn run(k: &Knobs, env: &mut Env) -> Result<Table> {
             // Deletions are part of the work here, not a mass deletion to hold back.
             extra: serde_json::json!({"deletionBreaker": {"maxDeletions": 1_000_000, "window": "1m"}}),
         },
-        Duration::from_secs(60),
+        Duration::from_secs(90),
     )
     .await?;
 
@@ -359,7 +509,18 @@ async fn run(k: &Knobs, env: &mut Env) -> Result<Table> {
         create_schedule(&client, &ns, ar, k, &mut ledger).await;
     }
 
-    work(k, env, &client, &ns, &optional, &mut ledger, &mut monitor).await?;
+    let mut turmoil = Turmoil::new(k);
+    work(
+        k,
+        env,
+        &client,
+        &ns,
+        &optional,
+        &mut ledger,
+        &mut monitor,
+        &mut turmoil,
+    )
+    .await?;
 
     // --- settle ----------------------------------------------------------------------------
     let sim = env.sim()?;
@@ -376,21 +537,16 @@ async fn run(k: &Knobs, env: &mut Env) -> Result<Table> {
             }
         }
     }
-    let alive = env.operator.as_mut().is_some_and(|op| op.alive());
-    if !alive {
-        ledger
-            .notes
-            .push("the operator had exited on its own before the settle phase; restarted".into());
-        env.start_operator()?;
-    }
+    turmoil.calm_down(env, &mut ledger).await?;
     println!(
-        "settling: faults off, work stopped, no more kills; waiting up to {} …",
+        "settling: faults off, work stopped, no more kills or freezes; waiting up to {} …",
         secs(k.settle_timeout)
     );
     let settle_start = Instant::now();
     let mut unconverged;
     let mut last_print = Instant::now();
     loop {
+        turmoil.supervise(env, &mut ledger).await?;
         monitor.sample(env.sim()?);
         unconverged = unconverged_objects(&client, &ns, &kinds).await?;
         if unconverged.is_empty() || settle_start.elapsed() > k.settle_timeout {
@@ -408,29 +564,384 @@ async fn run(k: &Knobs, env: &mut Env) -> Result<Table> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let settled_after = settle_start.elapsed();
-    if let Some(op) = &env.operator {
-        match op.reconciles_total().await {
-            Ok(n) => ledger.reconciles += n,
-            Err(_) => ledger.reconcile_scrapes_failed += 1,
-        }
-    }
-    monitor.sample(env.sim()?);
+
+    // The record is final only once no operator can call the provider any more.
+    let replicas = env.replicas()?;
+    replicas.stop_all().await;
+    let (reconciles, scrapes_failed) = (replicas.reconciles, replicas.scrapes_failed);
+    let logs = replicas.logs();
+    let history = env
+        .recorder
+        .take()
+        .map(Recorder::finish)
+        .unwrap_or_default();
     let sim = env.sim()?;
+    monitor.sample(sim);
     let record = sim.record();
-    let restores = restore_sources(&client, &ns, &optional, &ledger).await;
-    Ok(check(
-        k,
-        &ledger,
-        &record,
-        &monitor,
-        sim,
-        &unconverged,
+    let present: Vec<(Kind, u64)> = k
+        .server_ids()
+        .into_iter()
+        .flat_map(|s| {
+            let snaps = sim
+                .snapshots(s)
+                .into_iter()
+                .filter(|x| x.status != SimStatus::Deleting)
+                .map(|x| (Kind::Snapshot, x.id));
+            let backups = sim
+                .backups(s)
+                .into_iter()
+                .filter(|x| x.status != SimStatus::Deleting)
+                .map(|x| (Kind::Backup, x.id));
+            snaps.chain(backups).collect::<Vec<_>>()
+        })
+        .collect();
+    let deleted = ledger.deleted_by_harness();
+    let completed = |kind: Kind, id: u64, created: Timestamp, at: Timestamp| {
+        monitor.completed_at(kind, id, created, at)
+    };
+    let calls = sim.call_log(0);
+    let mut findings = invariants::check(&Inputs {
+        record: &record,
+        calls: &calls,
+        history: &history,
+        deleted_by_harness: &deleted,
+        completed: &completed,
+        limits: Limits {
+            snapshots: SNAPSHOT_LIMIT,
+            backups: BACKUP_LIMIT,
+        },
+    });
+    findings.extend(invariants::left_behind(
+        &record, &history, &present, &deleted,
+    ));
+    findings.extend(unconverged.iter().map(|u| Finding {
+        invariant: Invariant::NotConverged,
+        count: 1,
+        object: Some(ObjectRef {
+            kind: u.kind.clone(),
+            name: u.name.clone(),
+        }),
+        detail: format!(
+            "not converged after {}: {}: {}",
+            secs(settled_after),
+            u.reason,
+            u.message
+        ),
+    }));
+    findings.extend(panics(&logs));
+    let stats = Stats {
+        reconciles,
+        scrapes_failed,
         settled_after,
-        &restores,
-    ))
+        held: sim
+            .faults_injected()
+            .get("hold_create")
+            .copied()
+            .unwrap_or(0),
+    };
+    let table = report(k, &ledger, &record, sim, &findings, &stats);
+    let details = details(&findings, &record, &history, &ledger);
+    Ok(Outcome { table, details })
 }
 
-/// The seeded main loop: work actions, fault changes and kills until the duration is over.
+struct Stats {
+    reconciles: u64,
+    scrapes_failed: u64,
+    settled_after: Duration,
+    held: u64,
+}
+
+/// Every line of the operators' logs that reports a panic.
+fn panics(logs: &[PathBuf]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for log in logs {
+        let Ok(text) = std::fs::read_to_string(log) else {
+            continue;
+        };
+        for line in text.lines().filter(|l| l.contains("panicked")) {
+            out.push(Finding {
+                invariant: Invariant::Panic,
+                count: 1,
+                object: None,
+                detail: format!("{}: {}", log.display(), line.trim()),
+            });
+        }
+    }
+    out
+}
+
+/// The seeded disruptions of the operator processes: kills (of the leader first), freezes
+/// of the leader for longer than the lease — armed until the provider holds a create answer
+/// to it, or a few seconds have passed — thaws, restarts of processes that exit, and the
+/// Lease watched for handovers.
+struct Turmoil {
+    kill_rng: StdRng,
+    freeze_rng: StdRng,
+    kill_every: f64,
+    freeze_every: f64,
+    lease: Duration,
+    next_kill: Instant,
+    /// `None` with one replica: nothing to freeze.
+    next_freeze: Option<Instant>,
+    armed: Option<Armed>,
+    thaw: Option<(usize, Instant)>,
+    holder: Option<String>,
+    /// The mix in force, restored when an armed freeze's hold overlay ends.
+    faults: Faults,
+}
+
+struct Armed {
+    slot: usize,
+    instance: String,
+    until: Instant,
+    length: Duration,
+}
+
+/// Longest wait for one work action's apiserver calls.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an armed freeze waits for a held create answer to its target.
+const ARM_WINDOW: Duration = Duration::from_secs(6);
+
+impl Turmoil {
+    fn new(k: &Knobs) -> Self {
+        let mut kill_rng = StdRng::seed_from_u64(k.seed.wrapping_add(2));
+        let mut freeze_rng = StdRng::seed_from_u64(k.seed.wrapping_add(4));
+        let start = Instant::now();
+        let next_kill = start + exponential(&mut kill_rng, k.kill_every, 0.5);
+        let next_freeze = (k.replicas > 1).then(|| {
+            if k.smoke {
+                // The smoke must see a freeze: early, at a seeded moment.
+                start + k.duration.mul_f64(freeze_rng.random_range(0.15..0.3))
+            } else {
+                start + exponential(&mut freeze_rng, k.freeze_every, 10.0)
+            }
+        });
+        Self {
+            kill_rng,
+            freeze_rng,
+            kill_every: k.kill_every,
+            freeze_every: k.freeze_every,
+            lease: k.lease_duration,
+            next_kill,
+            next_freeze,
+            armed: None,
+            thaw: None,
+            holder: None,
+            faults: Faults::default(),
+        }
+    }
+
+    /// The next moment something is due.
+    fn next_due(&self) -> Instant {
+        let mut t = self.next_kill;
+        if let Some(f) = self.next_freeze {
+            t = t.min(f);
+        }
+        if let Some((_, at)) = self.thaw {
+            t = t.min(at);
+        }
+        if let Some(a) = &self.armed {
+            // Poll the held answers while armed.
+            t = t
+                .min(Instant::now() + Duration::from_millis(100))
+                .min(a.until);
+        }
+        t
+    }
+
+    /// Restarts what exited and follows the Lease.
+    async fn supervise(&mut self, env: &mut Env, ledger: &mut Ledger) -> Result<()> {
+        let replicas = env.replicas()?;
+        for exit in replicas.reap() {
+            ledger.exits += 1;
+            let next = replicas.start(exit.slot)?;
+            ledger.event(format!(
+                "{} exited ({}); restarted as {next}",
+                exit.instance, exit.status
+            ));
+        }
+        if replicas.leader_election() {
+            let holder = replicas.holder().await;
+            if holder.is_some() && holder != self.holder {
+                if self.holder.is_some() {
+                    ledger.handovers += 1;
+                }
+                ledger.event(format!(
+                    "lease: {} → {}",
+                    self.holder.as_deref().unwrap_or("(none)"),
+                    holder.as_deref().unwrap_or("(none)")
+                ));
+                self.holder = holder;
+            }
+        }
+        Ok(())
+    }
+
+    /// The mix in force changed.
+    fn faults_changed(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
+    async fn step(&mut self, env: &mut Env, ledger: &mut Ledger) -> Result<()> {
+        self.supervise(env, ledger).await?;
+        let now = Instant::now();
+        if let Some((slot, at)) = self.thaw
+            && now >= at
+        {
+            self.thaw = None;
+            let replicas = env.replicas()?;
+            if replicas.is_frozen(slot) {
+                let instance = replicas.instance(slot);
+                replicas.thaw(slot).await?;
+                ledger.event(format!("thawed {instance} (SIGCONT)"));
+            }
+        }
+        self.freeze_step(env, ledger).await?;
+        if Instant::now() >= self.next_kill {
+            self.kill(env, ledger).await?;
+            self.next_kill = Instant::now() + exponential(&mut self.kill_rng, self.kill_every, 0.5);
+        }
+        Ok(())
+    }
+
+    async fn freeze_step(&mut self, env: &mut Env, ledger: &mut Ledger) -> Result<()> {
+        let now = Instant::now();
+        if let Some(armed) = &self.armed {
+            let held = env.sim()?.held_calls().into_iter().find(|c| {
+                c.user_agent
+                    .as_deref()
+                    .is_some_and(|ua| ua.contains(&format!("({})", armed.instance)))
+            });
+            if held.is_none() && now < armed.until {
+                return Ok(());
+            }
+            let Armed {
+                slot,
+                instance,
+                length,
+                ..
+            } = self.armed.take().ok_or("not armed")?;
+            env.sim()?.set_faults(self.faults.clone());
+            let replicas = env.replicas()?;
+            if !replicas.running(slot) || replicas.instance(slot) != instance {
+                ledger.event(format!("freeze of {instance} dropped: it is gone"));
+                self.next_freeze = Some(now + Duration::from_secs(5));
+                return Ok(());
+            }
+            replicas.freeze(slot).await?;
+            ledger.freezes += 1;
+            let why = match &held {
+                Some(c) => {
+                    ledger.freezes_mid_create += 1;
+                    format!(
+                        "while the provider holds its answer to call {} ({})",
+                        c.n, c.endpoint
+                    )
+                }
+                None => "no create answer to it was held".into(),
+            };
+            ledger.event(format!(
+                "froze {instance} (leader, SIGSTOP) for {}: {why}",
+                secs(length)
+            ));
+            self.thaw = Some((slot, Instant::now() + length));
+            self.next_freeze = Some(
+                Instant::now() + length + exponential(&mut self.freeze_rng, self.freeze_every, 5.0),
+            );
+            return Ok(());
+        }
+        let Some(due) = self.next_freeze else {
+            return Ok(());
+        };
+        if now < due || self.thaw.is_some() {
+            return Ok(());
+        }
+        let replicas = env.replicas()?;
+        let Some(slot) = replicas.leader().await.filter(|s| !replicas.is_frozen(*s)) else {
+            // No leader to freeze right now (a handover is under way): try again soon.
+            self.next_freeze = Some(now + Duration::from_secs(1));
+            return Ok(());
+        };
+        let instance = replicas.instance(slot);
+        let length = self.lease.mul_f64(self.freeze_rng.random_range(1.5..3.0));
+        // Hold create answers for a while, so the freeze likely catches one in flight; the
+        // answer comes while the process is frozen or after it thaws.
+        let hold = length.mul_f64(self.freeze_rng.random_range(0.5..1.5));
+        let mut overlay = self.faults.clone();
+        overlay.hold_create_rate = overlay.hold_create_rate.max(0.6);
+        overlay.hold_create_for = hold;
+        env.sim()?.set_faults(overlay);
+        ledger.event(format!(
+            "freeze of {instance} armed: create answers held {} for up to {}",
+            secs(hold),
+            secs(ARM_WINDOW)
+        ));
+        self.armed = Some(Armed {
+            slot,
+            instance,
+            until: now + ARM_WINDOW,
+            length,
+        });
+        Ok(())
+    }
+
+    /// SIGKILL, then a new incarnation. With several replicas the first kill (and most
+    /// later ones) takes the leader, which forces a handover.
+    async fn kill(&mut self, env: &mut Env, ledger: &mut Ledger) -> Result<()> {
+        let leader_first = ledger.kills == 0 || self.kill_rng.random_bool(0.6);
+        let pick: f64 = self.kill_rng.random();
+        let replicas = env.replicas()?;
+        let candidates: Vec<usize> = (0..replicas.len())
+            .filter(|s| replicas.running(*s) && !replicas.is_frozen(*s))
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let leader = replicas.leader().await.filter(|s| candidates.contains(s));
+        let slot = match leader {
+            Some(l) if leader_first => l,
+            _ => candidates[((pick * candidates.len() as f64) as usize).min(candidates.len() - 1)],
+        };
+        let instance = replicas.instance(slot);
+        let role = if Some(slot) == leader && replicas.leader_election() {
+            " (leader)"
+        } else {
+            ""
+        };
+        replicas.kill(slot).await;
+        let next = replicas.start(slot)?;
+        ledger.kills += 1;
+        ledger.event(format!(
+            "killed {instance}{role} (SIGKILL); restarted as {next}"
+        ));
+        Ok(())
+    }
+
+    /// Before settling: no more arming, everything thawed, every slot running.
+    async fn calm_down(&mut self, env: &mut Env, ledger: &mut Ledger) -> Result<()> {
+        self.armed = None;
+        self.thaw = None;
+        self.next_freeze = None;
+        let replicas = env.replicas()?;
+        for (slot, _) in replicas.frozen() {
+            let instance = replicas.instance(slot);
+            replicas.thaw(slot).await?;
+            ledger.event(format!("thawed {instance} (SIGCONT) before settling"));
+        }
+        for slot in 0..replicas.len() {
+            if !replicas.running(slot) {
+                let next = replicas.start(slot)?;
+                ledger.event(format!("started {next} before settling"));
+            }
+        }
+        self.supervise(env, ledger).await
+    }
+}
+
+/// The seeded main loop: work actions, fault changes, kills and freezes until the duration
+/// is over.
+#[allow(clippy::too_many_arguments)]
 async fn work(
     k: &Knobs,
     env: &mut Env,
@@ -439,58 +950,68 @@ async fn work(
     optional: &Optional,
     ledger: &mut Ledger,
     monitor: &mut Monitor,
+    turmoil: &mut Turmoil,
 ) -> Result<()> {
     // Independent streams, so one kind of event does not shift the others.
     let mut work_rng = StdRng::seed_from_u64(k.seed);
     let mut fault_rng = StdRng::seed_from_u64(k.seed.wrapping_add(1));
-    let mut kill_rng = StdRng::seed_from_u64(k.seed.wrapping_add(2));
+    let mut quirk_rng = StdRng::seed_from_u64(k.seed.wrapping_add(3));
     let start = Instant::now();
     let end = start + k.duration;
     let mut next_action = start;
     let mut next_faults = start;
-    let mut next_kill = start + exponential(&mut kill_rng, k.kill_every, 0.5);
     let mut counter = 0u64;
     let mut last_progress = Instant::now();
     let max_restores = (k.duration.as_secs() / 150).max(1);
     while Instant::now() < end {
         let now = Instant::now();
         if now >= next_faults {
-            let faults = fault_mix(&mut fault_rng, ledger.fault_changes);
+            let mut faults = mix::request_faults(&mut fault_rng, ledger.fault_changes);
+            if k.quirks {
+                faults = mix::add_quirks(
+                    &mut quirk_rng,
+                    ledger.fault_changes,
+                    faults,
+                    k.longest_hold(),
+                );
+            }
             println!(
                 "  t={:>5.1}s faults: {}",
                 start.elapsed().as_secs_f64(),
-                describe(&faults)
+                mix::describe(&faults)
             );
-            env.sim()?.set_faults(faults);
+            env.sim()?.set_faults(faults.clone());
+            turmoil.faults_changed(faults);
             ledger.fault_changes += 1;
             next_faults = now + k.fault_period;
         }
-        if now >= next_kill {
-            kill_and_restart(env, ledger).await?;
-            println!(
-                "  t={:>5.1}s operator killed and restarted (kill {})",
-                start.elapsed().as_secs_f64(),
-                ledger.kills
-            );
-            next_kill = Instant::now() + exponential(&mut kill_rng, k.kill_every, 0.5);
-        }
-        if now >= next_action {
+        turmoil.step(env, ledger).await?;
+        if Instant::now() >= next_action {
             counter += 1;
             let past_third = start.elapsed() > k.duration / 3;
             let restore_due = optional.restore.is_some()
                 && past_third
                 && (ledger.restores.len() as u64) < max_restores;
-            action(
-                client,
-                ns,
-                optional,
-                ledger,
-                &mut work_rng,
-                k,
-                counter,
-                restore_due,
+            let acted = tokio::time::timeout(
+                ACTION_TIMEOUT,
+                action(
+                    client,
+                    ns,
+                    optional,
+                    ledger,
+                    &mut work_rng,
+                    k,
+                    counter,
+                    restore_due,
+                ),
             )
             .await;
+            if acted.is_err() {
+                println!(
+                    "  harness: action {counter} took over {} (apiserver stuck?); skipped",
+                    secs(ACTION_TIMEOUT)
+                );
+            }
             next_action += exponential(&mut work_rng, 1.0 / k.rate, 0.0);
         }
         if last_progress.elapsed() > Duration::from_secs(15) {
@@ -500,10 +1021,11 @@ async fn work(
                 .filter(|o| o.deleted_at.is_none())
                 .count();
             println!(
-                "  t={:>5.1}s {} objects declared, {live} live, {} kills",
+                "  t={:>5.1}s {} objects declared, {live} live, {} kills, {} freezes",
                 start.elapsed().as_secs_f64(),
                 ledger.objects.len(),
-                ledger.kills
+                ledger.kills,
+                ledger.freezes
             );
             last_progress = Instant::now();
         }
@@ -512,7 +1034,7 @@ async fn work(
         }
         let wake = next_action
             .min(next_faults)
-            .min(next_kill)
+            .min(turmoil.next_due())
             .min(end)
             .min(Instant::now() + Duration::from_millis(500));
         tokio::time::sleep_until(wake.into()).await;
@@ -524,70 +1046,6 @@ async fn work(
 fn exponential(rng: &mut StdRng, mean_secs: f64, min_secs: f64) -> Duration {
     let u: f64 = rng.random();
     Duration::from_secs_f64((-mean_secs * (1.0 - u).ln()).max(min_secs))
-}
-
-/// One fault mix: rates picked from the seed; timeouts rare (the simulator holds them 90 s).
-/// Every fourth mix (from the second on) has timeouts and every fourth (from the third on) a
-/// latency spike, so even a short run sees each kind of fault; some others are calm.
-fn fault_mix(rng: &mut StdRng, index: u64) -> Faults {
-    let calm = rng.random_bool(0.25) && index > 0 && matches!(index % 4, 0 | 3);
-    let spike = rng.random_bool(0.25) || index % 4 == 2;
-    let timeouts = rng.random_bool(0.2) || index % 4 == 1;
-    let f = Faults {
-        latency: if spike {
-            Duration::from_millis(rng.random_range(200..1500))
-        } else {
-            Duration::ZERO
-        },
-        latency_jitter: Duration::from_millis(rng.random_range(0..100)),
-        error_5xx_rate: rng.random_range(0.0..0.15),
-        timeout_rate: if timeouts { 0.01 } else { 0.0 },
-        drop_rate: rng.random_range(0.0..0.03),
-        rate_429: rng.random_range(0.0..0.08),
-        retry_after_secs: rng.random_range(1..=3),
-        lost_create_rate: rng.random_range(0.0..0.3),
-        fail_rate: rng.random_range(0.0..0.1),
-        unknown_status_rate: 0.0,
-        shuffle_lists: rng.random_bool(0.5),
-        zomro_quirky_elem: false,
-        ..Faults::default()
-    };
-    if calm { Faults::default() } else { f }
-}
-
-fn describe(f: &Faults) -> String {
-    if *f == Faults::default() {
-        return "none (calm)".into();
-    }
-    format!(
-        "5xx {:.2}, 429 {:.2} (Retry-After {}s), timeout {:.3}, drop {:.2}, lost-create {:.2}, fail {:.2}, latency {:?}+{:?}{}",
-        f.error_5xx_rate,
-        f.rate_429,
-        f.retry_after_secs,
-        f.timeout_rate,
-        f.drop_rate,
-        f.lost_create_rate,
-        f.fail_rate,
-        f.latency,
-        f.latency_jitter,
-        if f.shuffle_lists {
-            ", shuffled lists"
-        } else {
-            ""
-        }
-    )
-}
-
-async fn kill_and_restart(env: &mut Env, ledger: &mut Ledger) -> Result<()> {
-    if let Some(op) = env.operator.take() {
-        match op.reconciles_total().await {
-            Ok(n) => ledger.reconciles += n,
-            Err(_) => ledger.reconcile_scrapes_failed += 1,
-        }
-        op.kill().await;
-        ledger.kills += 1;
-    }
-    env.start_operator()
 }
 
 /// One work action; failures of the apiserver call are printed and skipped (the harness is
@@ -642,7 +1100,7 @@ async fn create_snapshot(
         extra["snapshotName"] = format!("chaos-{name}").into();
     }
     let api: Api<VpsSnapshot> = Api::namespaced(client.clone(), ns);
-    let obj = cluster::apply(
+    cluster::apply(
         &api,
         cluster::snapshot_manifest(&name, PROVIDER, server, extra),
     )
@@ -654,7 +1112,6 @@ async fn create_snapshot(
         pinned,
         evictable,
         retain,
-        marker: obj.marker(),
         deleted_at: None,
         restore_source: false,
     });
@@ -681,7 +1138,7 @@ async fn create_backup(
         "description": format!("chaos {name}"),
     });
     let api: Api<VpsBackup> = Api::namespaced(client.clone(), ns);
-    let obj = cluster::apply(
+    cluster::apply(
         &api,
         cluster::backup_manifest(&name, PROVIDER, server, extra),
     )
@@ -693,7 +1150,6 @@ async fn create_backup(
         pinned,
         evictable,
         retain,
-        marker: obj.marker(),
         deleted_at: None,
         restore_source: false,
     });
@@ -887,7 +1343,8 @@ async fn unconverged_objects(
     kinds: &HashMap<String, ApiResource>,
 ) -> Result<Vec<Unconverged>> {
     let mut out = Vec::new();
-    for (kind, ar) in kinds {
+    // VpsOccupancy objects are published reports, not reconciled: they carry no conditions.
+    for (kind, ar) in kinds.iter().filter(|(k, _)| *k != "VpsOccupancy") {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
         for o in api.list(&ListParams::default()).await?.items {
             let v = serde_json::to_value(&o)?;
@@ -943,31 +1400,6 @@ async fn unconverged_objects(
         }
     }
     Ok(out)
-}
-
-/// Provider ids the restores resolved their source to: (VpsRestore, source provider id).
-async fn restore_sources(
-    client: &Client,
-    ns: &str,
-    optional: &Optional,
-    ledger: &Ledger,
-) -> Vec<(String, Option<String>)> {
-    let Some(ar) = &optional.restore else {
-        return Vec::new();
-    };
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
-    let mut out = Vec::new();
-    for (name, _) in ledger.restores.iter().filter(|(n, _)| !n.is_empty()) {
-        let id = api.get_opt(name).await.ok().flatten().and_then(|o| {
-            o.data
-                .get("status")?
-                .get("sourceProviderId")?
-                .as_str()
-                .map(str::to_string)
-        });
-        out.push((name.clone(), id));
-    }
-    out
 }
 
 /// What the provider held over time: per (kind, id), the first moment it was seen
@@ -1039,251 +1471,36 @@ impl Monitor {
     }
 }
 
-/// The provider-side key of a record: the snapshot name, or the `[vpsnap:…]` tag of a
-/// backup description (empty when the backup carries none: not vpsnap's).
-fn record_key(kind: ObjectKind, name: Option<&str>, description: Option<&str>) -> String {
-    match kind {
-        ObjectKind::Snapshot => name.unwrap_or_default().to_string(),
-        ObjectKind::Backup => description
-            .and_then(|d| {
-                let start = d.find("[vpsnap:")?;
-                let end = start + d[start..].find(']')?;
-                Some(d[start..=end].to_string())
-            })
-            .unwrap_or_default(),
-    }
-}
-
-fn kind(k: ObjectKind) -> Kind {
-    match k {
-        ObjectKind::Snapshot => Kind::Snapshot,
-        ObjectKind::Backup => Kind::Backup,
-    }
-}
-
-/// Every invariant against the simulator's record and the cluster.
-#[allow(clippy::too_many_arguments)]
-fn check(
+/// The invariants table and the run's totals.
+fn report(
     k: &Knobs,
     ledger: &Ledger,
-    record: &Record,
-    monitor: &Monitor,
+    record: &vpsnap::sim::Record,
     sim: &SimHandle,
-    unconverged: &[Unconverged],
-    settled_after: Duration,
-    restores: &[(String, Option<String>)],
+    findings: &[Finding],
+    stats: &Stats,
 ) -> Table {
     let mut t = Table::default();
-    let declared: HashMap<(Kind, &str), &Declared> = ledger
-        .objects
-        .iter()
-        .map(|o| ((o.kind, o.marker.as_str()), o))
-        .collect();
-
-    // Duplicate creates: more than one provider create carrying one object's marker.
-    let mut creates: HashMap<(Kind, String), u64> = HashMap::new();
-    for c in record.creates.iter().filter(|c| !c.foreign) {
-        let key = record_key(c.kind, c.name.as_deref(), c.description.as_deref());
-        if !key.is_empty() {
-            *creates.entry((kind(c.kind), key)).or_default() += 1;
-        }
-    }
-    let duplicates: u64 = creates.values().map(|n| n - 1).sum();
-    let duplicated_objects = creates.values().filter(|n| **n > 1).count();
-
-    // Limits: the provider's high-water marks per server.
-    let over_limit = record
-        .servers
-        .values()
-        .filter(|s| s.snapshots_high_water > SNAPSHOT_LIMIT || s.backups_high_water > BACKUP_LIMIT)
-        .count();
-    let limit_rejections: u64 = record
-        .servers
-        .values()
-        .map(|s| s.snapshot_limit_rejections + s.backup_limit_rejections)
-        .sum();
-
-    // Deletions the harness did not ask for (evictions, retention), and what they took.
-    let mut foreign_deleted = 0;
-    let mut pinned_deleted = 0;
-    let mut retained_deleted = 0;
-    let mut not_evictable_deleted = 0;
-    let mut last_point_deleted = 0;
-    let mut operator_deletes = 0;
-    let mut unattributed_deletes = 0;
-    let created_at: HashMap<(Kind, u64), (u64, Timestamp, u64)> = record
-        .creates
-        .iter()
-        .map(|c| ((kind(c.kind), c.id), (c.seq, c.at, c.server)))
-        .collect();
-    let deleted_seq: HashMap<(Kind, u64), u64> = record
-        .deletes
-        .iter()
-        .map(|d| ((kind(d.kind), d.id), d.seq))
-        .collect();
-    for d in &record.deletes {
-        if d.foreign {
-            foreign_deleted += 1;
-            continue;
-        }
-        let key = record_key(d.kind, d.name.as_deref(), d.description.as_deref());
-        let d_kind = kind(d.kind);
-        let owner = declared.get(&(d_kind, key.as_str()));
-        let asked = owner.and_then(|o| o.deleted_at).is_some_and(|t| t <= d.at);
-        match owner {
-            Some(o) if asked => {
-                if o.retain {
-                    retained_deleted += 1;
-                }
-                continue;
-            }
-            Some(o) => {
-                operator_deletes += 1;
-                if o.pinned {
-                    pinned_deleted += 1;
-                }
-                if !o.evictable {
-                    not_evictable_deleted += 1;
-                }
-            }
-            None => {
-                // Not declared by the harness: a schedule's child pruned by retention.
-                unattributed_deletes += 1;
-            }
-        }
-        // The last completed restore point of a server is never evicted.
-        let Some(&(_, created, _)) = created_at.get(&(d_kind, d.id)) else {
-            continue;
-        };
-        if !monitor.completed_at(d_kind, d.id, created, d.at) {
-            continue;
-        }
-        let others = created_at.iter().any(|(&(k2, id), &(seq, at, server))| {
-            k2 == d_kind
-                && id != d.id
-                && server == d.server
-                && seq < d.seq
-                && deleted_seq.get(&(k2, id)).is_none_or(|s| *s > d.seq)
-                && monitor.completed_at(k2, id, at, d.at)
-        });
-        if !others {
-            last_point_deleted += 1;
-        }
-    }
-
-    // Restores: provider restore calls accepted per VpsRestore (by its resolved source).
-    let mut restores_twice = 0;
-    let mut restores_started = 0;
-    for (_, id) in restores {
-        let Some(id) = id.as_deref().and_then(|i| i.parse::<u64>().ok()) else {
-            continue;
-        };
-        let n = record
-            .restores
-            .iter()
-            .filter(|r| r.object_id == id && r.kind == ObjectKind::Snapshot && r.accepted)
-            .count();
-        restores_started += n;
-        if n > 1 {
-            restores_twice += 1;
-        }
-    }
-
-    // Provider objects left behind by objects deleted with deletionPolicy Delete and gone.
-    let mut leaked = 0;
-    let present: Vec<(Kind, String)> = k
-        .server_ids()
-        .into_iter()
-        .flat_map(|s| {
-            let snaps = sim
-                .snapshots(s)
-                .into_iter()
-                .map(|x| (Kind::Snapshot, x.name));
-            let backups = sim.backups(s).into_iter().map(|b| {
-                (
-                    Kind::Backup,
-                    record_key(ObjectKind::Backup, None, b.description.as_deref()),
-                )
-            });
-            snaps.chain(backups).collect::<Vec<_>>()
-        })
-        .collect();
-    let unconverged_names: Vec<&str> = unconverged.iter().map(|u| u.name.as_str()).collect();
-    for o in &ledger.objects {
-        if o.deleted_at.is_some()
-            && !o.retain
-            && !unconverged_names.contains(&o.name.as_str())
-            && present.contains(&(o.kind, o.marker.clone()))
-        {
-            leaked += 1;
-        }
-    }
-
-    let panics = std::fs::read_to_string(&k.operator_log)
-        .map(|s| s.matches("panicked").count())
-        .unwrap_or(0);
-
     t.section(&format!(
-        "invariants (seed {}, {} of work on {} servers)",
+        "invariants (seed {}, {} of work on {} servers, {} replica{})",
         k.seed,
         secs(k.duration),
-        k.servers
+        k.servers,
+        k.replicas,
+        if k.replicas == 1 { "" } else { "s" }
     ));
-    t.row(
-        "duplicate provider creates for one object",
-        format!("{duplicates} ({duplicated_objects} objects)"),
-        "= 0",
-        Verdict::hard(duplicates == 0),
-    );
-    t.none(
-        "servers that exceeded a limit (high-water > limit)",
-        over_limit,
-    );
-    t.none("foreign objects deleted", foreign_deleted);
-    t.none(
-        "pinned objects deleted (not asked by the harness)",
-        pinned_deleted,
-    );
-    t.none(
-        "last completed restore point of a server deleted",
-        last_point_deleted,
-    );
-    t.none(
-        "objects not marked evictable evicted",
-        not_evictable_deleted,
-    );
-    t.none(
-        "provider objects of Retain objects deleted",
-        retained_deleted,
-    );
-    if restores.is_empty() {
-        t.info(
-            "restores started more than once for one VpsRestore",
-            "n/a (no VpsRestore run)",
-        );
-    } else {
+    for (invariant, count) in invariants::counts(findings) {
+        t.none(invariant.title(), count);
+    }
+    if k.smoke && k.replicas > 1 {
+        // What CI relies on the smoke for: it must have exercised both.
         t.row(
-            "restores started more than once for one VpsRestore",
-            format!(
-                "{restores_twice} ({} VpsRestores, {restores_started} accepted calls)",
-                restores.len()
-            ),
-            "= 0",
-            Verdict::hard(restores_twice == 0),
+            "the smoke froze a leader and saw a handover",
+            format!("{} / {}", ledger.freezes, ledger.handovers),
+            ">= 1 / >= 1",
+            Verdict::hard(ledger.freezes > 0 && ledger.handovers > 0),
         );
     }
-    t.row(
-        &format!("objects not converged after {}", secs(settled_after)),
-        if unconverged.is_empty() {
-            "0".to_string()
-        } else {
-            format!("{} ({})", unconverged.len(), summarize(unconverged))
-        },
-        "= 0",
-        Verdict::hard(unconverged.is_empty()),
-    );
-    t.none("provider objects left behind by deleted objects", leaked);
-    t.none("operator panics", panics);
 
     t.section("totals");
     let snaps = ledger
@@ -1317,18 +1534,45 @@ fn check(
             ledger.objects.iter().filter(|o| o.retain).count()
         ),
     );
+    t.info(
+        "VpsRestores / schedules",
+        format!(
+            "{} / {}",
+            ledger
+                .restores
+                .iter()
+                .filter(|(n, _)| !n.is_empty())
+                .count(),
+            ledger.schedules.len()
+        ),
+    );
     t.info("operator kills (SIGKILL)", ledger.kills.to_string());
+    if k.replicas > 1 {
+        t.info(
+            "leader freezes (SIGSTOP) / while a create answer was held",
+            format!("{} / {}", ledger.freezes, ledger.freezes_mid_create),
+        );
+        t.info(
+            "leader handovers (Lease holder changes)",
+            ledger.handovers.to_string(),
+        );
+        t.info(
+            "operator exits on their own (restarted)",
+            ledger.exits.to_string(),
+        );
+    }
     t.info(
         "reconciles (summed over every operator process)",
-        if ledger.reconcile_scrapes_failed > 0 {
+        if stats.scrapes_failed > 0 {
             format!(
                 "{} (+ {} process(es) not scraped)",
-                ledger.reconciles, ledger.reconcile_scrapes_failed
+                stats.reconciles, stats.scrapes_failed
             )
         } else {
-            ledger.reconciles.to_string()
+            stats.reconciles.to_string()
         },
     );
+    t.info("settled after", secs(stats.settled_after));
     let faults = sim.faults_injected();
     t.info(
         "faults injected",
@@ -1342,27 +1586,33 @@ fn check(
                 .join(" ")
         ),
     );
+    t.info("create answers held", stats.held.to_string());
     t.info("fault mix changes", ledger.fault_changes.to_string());
     t.info(
-        "provider creates / deletes / restore calls",
+        "provider creates / deletes / restore calls / limit refusals",
         format!(
-            "{} / {} / {}",
+            "{} / {} / {} / {}",
             record.creates.iter().filter(|c| !c.foreign).count(),
             record.deletes.len(),
-            record.restores.len()
+            record.restores.len(),
+            record.limit_refusals.len()
         ),
     );
+    let mut by_process: BTreeMap<String, u64> = BTreeMap::new();
+    for c in sim.call_log(0) {
+        let who = invariants::instance(&vpsnap::sim::Caller {
+            call: Some(c.n),
+            user_agent: c.user_agent,
+        });
+        *by_process.entry(who).or_default() += 1;
+    }
     t.info(
-        "deletes made by the operator itself (evictions)",
-        operator_deletes.to_string(),
-    );
-    t.info(
-        "deletes of objects the harness did not declare (schedule retention)",
-        unattributed_deletes.to_string(),
-    );
-    t.info(
-        "creates the provider refused for the limit",
-        limit_rejections.to_string(),
+        "provider calls by process",
+        by_process
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
     );
     t.info(
         "provider calls",
@@ -1375,11 +1625,29 @@ fn check(
     for n in &ledger.notes {
         t.info("note", n.clone());
     }
-    for u in unconverged.iter().take(20) {
-        t.info(
-            "not converged",
-            format!("{}/{}: {}: {}", u.kind, u.name, u.reason, u.message),
-        );
-    }
     t
+}
+
+/// Each violation with its object's provider calls and status changes, then the process
+/// timeline (kills, freezes, thaws, handovers) to read them against.
+fn details(
+    findings: &[Finding],
+    record: &vpsnap::sim::Record,
+    history: &History,
+    ledger: &Ledger,
+) -> String {
+    let mut out = String::new();
+    if !findings.is_empty() {
+        out.push_str(
+            "\nviolations (times UTC; \"by\" names the process: the POD_NAME in its User-Agent)\n",
+        );
+        out.push_str(&invariants::render(findings, record, history));
+    }
+    if !ledger.events.is_empty() {
+        out.push_str("\nprocess timeline\n");
+        for (at, e) in &ledger.events {
+            out.push_str(&format!("  {at}  {e}\n"));
+        }
+    }
+    out
 }

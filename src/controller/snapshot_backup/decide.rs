@@ -565,8 +565,10 @@ pub fn slots(
     }
     for n in &srv.neighbours {
         let unlisted = !owners.iter().any(|(_, o)| o.key == n.key);
-        let flying = (n.provider_id.is_none() && n.import_id.is_none() && live_intent(n, srv))
-            || srv.reserved.contains(&n.key);
+        // A create whose id is already recorded may not be listed yet either: the provider
+        // counts it at once but lists it late.
+        let flying =
+            (n.import_id.is_none() && live_intent(n, srv)) || srv.reserved.contains(&n.key);
         if unlisted && flying {
             slots.push(Slot {
                 id: format!("in-flight:{}", n.key),

@@ -576,6 +576,22 @@ fn a_create_sent_with_the_lock_let_go_takes_a_slot_and_is_no_want() {
 }
 
 #[test]
+fn a_neighbour_created_but_not_listed_yet_still_takes_its_slot() {
+    // Its id came back from the create; the provider lists new objects late.
+    let fresh = ObjectView {
+        provider_id: Some("9".into()),
+        intent: Some(t(995)),
+        ..view("b")
+    };
+    let f = on_server(
+        facts(view("a")),
+        vec![item("1", "x", Ready, 0), item("2", "y", Ready, 1)],
+        vec![fresh],
+    );
+    assert_eq!(reason_of(&decide(&f)), Some(Reason::LimitReached));
+}
+
+#[test]
 fn an_older_declaration_goes_first() {
     let older = ObjectView {
         declared_at: t(-10),
@@ -868,10 +884,12 @@ proptest! {
         if decide(&f) == Step::Create {
             let srv = f.server.as_ref().unwrap();
             prop_assert!(srv.listing.complete, "created on a partial listing");
+            // Creates in flight the listing does not show (yet) count as taken.
             let in_flight = srv
                 .neighbours
                 .iter()
-                .filter(|n| n.provider_id.is_none() && n.import_id.is_none() && live_intent(n, srv))
+                .filter(|n| n.import_id.is_none() && live_intent(n, srv))
+                .filter(|n| matches!(ownership(n, &srv.listing.items, &[], f.carries), Ownership::None))
                 .count();
             prop_assert!(srv.listing.items.len() + in_flight < limit, "created into a full server");
             prop_assert!(f.subject.view.phase != Some(Phase::Evicted));

@@ -3,7 +3,8 @@
 //! every call.
 
 use super::support::{
-    PASSWORD, S1, S2, USER, Vps, Zomro, client, client_with_timeout, config, error_type, sim, val,
+    PASSWORD, S1, S2, USER, Vps, Zomro, client, client_with_timeout, config, error_type,
+    json as json_of, sim, val,
 };
 use crate::sim::{Faults, SimConfig, SimHandle};
 use reqwest::StatusCode;
@@ -20,12 +21,7 @@ fn with_faults(faults: Faults) -> SimConfig {
 }
 
 async fn list(vps: &Vps, path: &str) -> Value {
-    vps.get(path)
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json")
+    json_of(vps.get(path).await).await
 }
 
 fn ids(body: &Value) -> Vec<u64> {
@@ -78,14 +74,13 @@ async fn a_held_create_exists_at_once_and_its_answer_comes_later() {
     );
     // Performed already: listed, counted against the limit, recorded as held.
     assert_eq!(ids(&list(&vps, "snapshots/?server_id=100").await).len(), 1);
-    let state: Value = client()
-        .get(format!("{}state", sim.inspect_url()))
-        .send()
-        .await
-        .expect("state")
-        .json()
-        .await
-        .expect("json");
+    let state = json_of(
+        client()
+            .get(format!("{}state", sim.inspect_url()))
+            .send()
+            .await,
+    )
+    .await;
     assert_eq!(state["held_answers"], 1);
     assert_eq!(state["held"][0]["endpoint"], "vps_rest.snapshots.create");
     let record = sim.record();
@@ -204,16 +199,14 @@ async fn descriptions_are_stored_cut_and_the_record_keeps_what_was_sent() {
     .await;
     let vps = Vps::new(&sim);
     let long = "nightly ünïcode [vpsnap:0123]";
-    let created: Value = vps
-        .post(
+    let created = json_of(
+        vps.post(
             "snapshots/",
             Some(json!({ "server_id": S1, "name": "s", "description": long })),
         )
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
+        .await,
+    )
+    .await;
     assert_eq!(created["description"], "nightly ün");
     vps.post(
         "backups/",
@@ -256,14 +249,7 @@ async fn a_lingering_delete_is_listed_as_deleting_and_still_counts() {
     })
     .await;
     let vps = Vps::new(&sim);
-    let created: Value = vps
-        .create_snapshot(S1, "old")
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let id = created["id"].as_u64().expect("id");
+    let id = vps.created_snapshot(S1, "old").await;
     let resp = vps.delete(&format!("snapshots/{id}/")).await.expect("del");
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let body = list(&vps, "snapshots/?server_id=100").await;
@@ -289,13 +275,7 @@ async fn a_lingering_delete_is_listed_as_deleting_and_still_counts() {
         delete_linger: linger,
         ..Faults::default()
     });
-    let b: Value = vps
-        .post("backups/", Some(json!({ "server_id": S2 })))
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
+    let b = json_of(vps.post("backups/", Some(json!({ "server_id": S2 }))).await).await;
     let bid = b["id"].as_u64().expect("id");
     let deleted_at = Instant::now();
     let resp = vps.delete(&format!("backups/{bid}/")).await.expect("del");
@@ -390,14 +370,7 @@ async fn every_call_is_logged_with_its_user_agent_and_time() {
     .await;
     let one = Vps::with_client(&sim, agent(1));
     let two = Vps::with_client(&sim, agent(2));
-    let created: Value = one
-        .create_snapshot(S1, "s")
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let id = created["id"].as_u64().expect("id");
+    let id = one.created_snapshot(S1, "s").await;
     two.post(&format!("snapshots/{id}/restore/"), None)
         .await
         .expect("restore");
@@ -431,14 +404,13 @@ async fn every_call_is_logged_with_its_user_agent_and_time() {
     );
     assert_eq!(record.deletes[0].caller.call, Some(3));
 
-    let tail: Value = client()
-        .get(format!("{}log?since=2", sim.inspect_url()))
-        .send()
-        .await
-        .expect("log")
-        .json()
-        .await
-        .expect("json");
+    let tail = json_of(
+        client()
+            .get(format!("{}log?since=2", sim.inspect_url()))
+            .send()
+            .await,
+    )
+    .await;
     let tail = tail["calls"].as_array().expect("calls");
     assert_eq!(tail.len(), 2);
     assert_eq!(tail[0]["user_agent"], "vpsnap/test (replica-1)");

@@ -111,6 +111,14 @@ impl Vps {
         body["results"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Creates a snapshot that must be accepted; its id.
+    pub async fn created_snapshot(&self, server: u64, name: &str) -> u64 {
+        let body = json(self.create_snapshot(server, name).await).await;
+        body["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no id in {body}"))
+    }
+
     pub async fn create_snapshot(&self, server: u64, name: &str) -> reqwest::Result<Response> {
         self.post(
             "snapshots/",
@@ -219,6 +227,11 @@ impl Zomro {
             _ => Vec::new(),
         }
     }
+}
+
+/// The JSON body of an answer that must have arrived.
+pub async fn json(resp: reqwest::Result<Response>) -> Value {
+    resp.expect("answered").json().await.expect("json body")
 }
 
 /// `{"$": "…"}` unwrapped.
