@@ -356,7 +356,7 @@ mod tests {
         .await;
         let args = std::fs::read_to_string(dir.join("chaos-b-1")).unwrap();
         assert!(
-            args.contains("--leader-election --lease-name vpsnap-chaos --lease-namespace ns --lease-duration-secs 5"),
+            args.contains("--leader-election --lease-name vpsnap-chaos --lease-namespace ns --lease-duration-secs 6 --provider-request-timeout 2s --clock-skew-allowance 1s"),
             "{args}"
         );
         let pid = r.pid(0).unwrap();

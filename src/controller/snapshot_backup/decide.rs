@@ -566,9 +566,11 @@ pub fn slots(
     for n in &srv.neighbours {
         let unlisted = !owners.iter().any(|(_, o)| o.key == n.key);
         // A create whose id is already recorded may not be listed yet either: the provider
-        // counts it at once but lists it late.
-        let flying =
-            (n.import_id.is_none() && live_intent(n, srv)) || srv.reserved.contains(&n.key);
+        // counts it at once but lists it late. One seen complete, failed or evicted was listed
+        // already: absent now, it is gone.
+        let settled = matches!(n.phase, Some(Phase::Ready | Phase::Failed | Phase::Evicted));
+        let flying = (n.import_id.is_none() && !settled && live_intent(n, srv))
+            || srv.reserved.contains(&n.key);
         if unlisted && flying {
             slots.push(Slot {
                 id: format!("in-flight:{}", n.key),

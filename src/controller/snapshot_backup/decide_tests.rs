@@ -592,6 +592,23 @@ fn a_neighbour_created_but_not_listed_yet_still_takes_its_slot() {
 }
 
 #[test]
+fn an_evicted_neighbour_gone_from_the_listing_frees_its_slot() {
+    // Its intent is recent, but it was listed (and evicted): absent now means gone.
+    let evicted = ObjectView {
+        phase: Some(Phase::Evicted),
+        reason: Some(Reason::Evicted),
+        intent: Some(t(995)),
+        ..settled("v", "9")
+    };
+    let f = on_server(
+        facts(view("a")),
+        vec![item("1", "x", Ready, 0), item("2", "y", Ready, 1)],
+        vec![evicted],
+    );
+    assert_eq!(decide(&f), Step::Create);
+}
+
+#[test]
 fn an_older_declaration_goes_first() {
     let older = ObjectView {
         declared_at: t(-10),
@@ -889,6 +906,7 @@ proptest! {
                 .neighbours
                 .iter()
                 .filter(|n| n.import_id.is_none() && live_intent(n, srv))
+                .filter(|n| !matches!(n.phase, Some(Phase::Ready | Phase::Failed | Phase::Evicted)))
                 .filter(|n| matches!(ownership(n, &srv.listing.items, &[], f.carries), Ownership::None))
                 .count();
             prop_assert!(srv.listing.items.len() + in_flight < limit, "created into a full server");
