@@ -1,5 +1,5 @@
-//! Two replicas never act twice: a leader frozen mid-create (SIGSTOP for longer than its
-//! lease) is replaced, and once thawed sends nothing more and exits. Real kube-apiserver, two
+//! Two replicas never act twice: a leader frozen mid-create or mid-restore (SIGSTOP for longer
+//! than its lease) is replaced, and once thawed sends nothing more and exits. Real kube-apiserver, two
 //! operator processes with leader election, the simulator over HTTP.
 mod support;
 
@@ -9,7 +9,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use serde_json::json;
 use support::*;
-use vpsnap::api::{VpsProvider, VpsSnapshot};
+use vpsnap::api::{VpsProvider, VpsRestore, VpsSnapshot};
 use vpsnap::sim::Faults;
 
 const T: Duration = Duration::from_secs(60);
@@ -42,15 +42,14 @@ fn calls_by(sim: &vpsnap::sim::SimHandle, replica: &str, from: u64) -> Vec<Strin
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_frozen_mid_create_is_replaced_and_sends_nothing_after_it_thaws() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::new(&client, "freeze").await;
-    let sim = simulator(sim_config(&[950])).await;
+/// Replica a leads, replica b stands by, and provider `acct` (the simulator) is Ready.
+async fn leader_and_standby(
+    ns: &TestNamespace,
+    sim: &vpsnap::sim::SimHandle,
+) -> (Operator, Operator, Api<Lease>) {
     let args = fast_lease(&ns.name);
     let leases: Api<Lease> = ns.api();
-    let mut a = Operator::start_named(&ns.name, "replica-a", &args, None).await;
+    let a = Operator::start_named(&ns.name, "replica-a", &args, None).await;
     wait_holder(&leases, "replica-a").await;
     let b = Operator::start_named(&ns.name, "replica-b", &args, None).await;
 
@@ -67,27 +66,64 @@ async fn a_leader_frozen_mid_create_is_replaced_and_sends_nothing_after_it_thaws
         has_condition(p, "Ready", "True", None)
     })
     .await;
+    (a, b, leases)
+}
 
-    // The provider makes the snapshot at once and holds the answer: freeze the leader while
-    // it waits for it, for several lease durations.
-    sim.set_faults(Faults {
+/// Freezes the leader `a` (SIGSTOP) once the simulator holds the answer to its request, so
+/// that the request was performed but the leader never heard of it; returns where the call
+/// log stood at the freeze. The provider stops holding answers for the new leader.
+async fn freeze_while_held(sim: &vpsnap::sim::SimHandle, a: &Operator) -> u64 {
+    assert!(
+        sim.wait_for(T, |s| s.held_answers() == 1).await,
+        "no request reached the provider"
+    );
+    signal(a, "STOP");
+    let frozen_from = sim.call_log(0).len() as u64;
+    sim.set_faults(Faults::default());
+    frozen_from
+}
+
+/// Thawed, the old leader finds its lease gone: it exits, having sent nothing since the freeze.
+async fn thaw_and_see_it_exit(sim: &vpsnap::sim::SimHandle, mut a: Operator, frozen_from: u64) {
+    signal(&a, "CONT");
+    let exited = tokio::time::timeout(T, a.child.wait()).await;
+    assert!(
+        matches!(exited, Ok(Ok(status)) if !status.success()),
+        "the old leader kept running: {exited:?}"
+    );
+    assert_eq!(
+        calls_by(sim, "replica-a", frozen_from),
+        Vec::<String>::new(),
+        "the old leader called the provider after it was frozen"
+    );
+}
+
+fn hold_every_answer() -> Faults {
+    Faults {
         hold_create_rate: 1.0,
         hold_create_for: Duration::from_secs(120),
         ..Faults::default()
-    });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_mid_create_is_replaced_and_sends_nothing_after_it_thaws() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::new(&client, "freeze").await;
+    let sim = simulator(sim_config(&[950])).await;
+    let (a, b, leases) = leader_and_standby(&ns, &sim).await;
+
+    // The provider makes the snapshot at once and holds the answer: freeze the leader while
+    // it waits for it, for several lease durations.
+    sim.set_faults(hold_every_answer());
     apply(
         &ns.api::<VpsSnapshot>(),
         json!({"metadata": {"name": "s"}, "spec": {
         "providerRef": {"name": "acct"}, "serverId": 950}}),
     )
     .await;
-    assert!(
-        sim.wait_for(T, |s| s.held_answers() == 1).await,
-        "no create reached the provider"
-    );
-    signal(&a, "STOP");
-    let frozen_from = sim.call_log(0).len() as u64;
-    sim.set_faults(Faults::default());
+    let frozen_from = freeze_while_held(&sim, &a).await;
 
     // The standby takes over and adopts the snapshot instead of making a second one.
     wait_holder(&leases, "replica-b").await;
@@ -96,24 +132,56 @@ async fn a_leader_frozen_mid_create_is_replaced_and_sends_nothing_after_it_thaws
     })
     .await;
 
-    // Thawed, the old leader finds its lease gone: it sends nothing and exits.
-    signal(&a, "CONT");
-    let exited = tokio::time::timeout(T, a.child.wait()).await;
-    assert!(
-        matches!(exited, Ok(Ok(status)) if !status.success()),
-        "the old leader kept running: {exited:?}"
-    );
-    assert_eq!(
-        calls_by(&sim, "replica-a", frozen_from),
-        Vec::<String>::new(),
-        "the old leader called the provider after it was frozen"
-    );
+    thaw_and_see_it_exit(&sim, a, frozen_from).await;
     let creates = sim.record().creates;
     assert_eq!(creates.len(), 1, "{creates:?}");
     assert!(
         !calls_by(&sim, "replica-b", 0).is_empty(),
         "the new leader works"
     );
+    b.kill().await;
+    ns.delete().await;
+}
+
+/// The same for a restore: the provider accepted it while the leader was frozen; the new
+/// leader sees the request marker and never calls again (OutcomeUnknown), the old one exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_mid_restore_is_replaced_and_the_restore_is_called_once() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::new(&client, "freeze-restore").await;
+    let sim = simulator(sim_config(&[951])).await;
+    let (a, b, leases) = leader_and_standby(&ns, &sim).await;
+    apply(
+        &ns.api::<VpsSnapshot>(),
+        json!({"metadata": {"name": "src"}, "spec": {
+        "providerRef": {"name": "acct"}, "serverId": 951}}),
+    )
+    .await;
+    wait_for(&ns.api::<VpsSnapshot>(), "src", T, |o: &VpsSnapshot| {
+        has_condition(o, "Ready", "True", None)
+    })
+    .await;
+
+    sim.set_faults(hold_every_answer());
+    apply(
+        &ns.api::<VpsRestore>(),
+        json!({"metadata": {"name": "r"}, "spec": {
+        "providerRef": {"name": "acct"}, "serverId": 951,
+        "source": {"snapshotRef": {"name": "src"}}, "acknowledgeDataLoss": true}}),
+    )
+    .await;
+    let frozen_from = freeze_while_held(&sim, &a).await;
+
+    wait_holder(&leases, "replica-b").await;
+    wait_for(&ns.api::<VpsRestore>(), "r", T * 2, |r: &VpsRestore| {
+        has_condition(r, "Succeeded", "False", Some("OutcomeUnknown"))
+    })
+    .await;
+    thaw_and_see_it_exit(&sim, a, frozen_from).await;
+    let restores = sim.record().restores;
+    assert_eq!(restores.len(), 1, "{restores:?}");
+    assert!(restores[0].accepted, "{restores:?}");
     b.kill().await;
     ns.delete().await;
 }

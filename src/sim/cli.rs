@@ -191,7 +191,7 @@ pub struct SimArgs {
     pub zomro_quirky_elem: bool,
 
     /// Share of creates performed at once whose answer is held back for --hold-create-for
-    /// (the object exists and counts against the limit meanwhile).
+    /// (the object exists and counts against the limit meanwhile); accepted restores too.
     #[arg(long, env = "VPSNAP_SIM_HOLD_CREATE_RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub hold_create_rate: f64,
 

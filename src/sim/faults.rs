@@ -43,7 +43,8 @@ pub struct Faults {
     /// Zomro: a one-element `elem` is a bare object, an empty one is `{}` or absent.
     pub zomro_quirky_elem: bool,
     /// A create IS performed at once (the object exists, counts against the limit and is
-    /// recorded), but its answer is held back for `hold_create_for` before it is sent.
+    /// recorded), but its answer is held back for `hold_create_for` before it is sent. An
+    /// accepted restore (VpsRest) is held the same way: the server is restoring meanwhile.
     pub hold_create_rate: f64,
     #[serde(with = "super::duration::human")]
     pub hold_create_for: Duration,

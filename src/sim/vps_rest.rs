@@ -259,6 +259,14 @@ async fn answer_create(
     (StatusCode::CREATED, axum::Json(body)).into_response()
 }
 
+/// An accepted restore's answer is held back like a create's: the server is already being
+/// restored while its caller waits (what a frozen or cut-off caller meets).
+async fn hold_accepted(sim: &Sim, decision: &super::faults::Decision, accepted: bool) {
+    if let (true, Some(hold)) = (accepted, decision.hold) {
+        sim.hold_answer(hold, &decision.caller).await;
+    }
+}
+
 fn server_filter(query: &HashMap<String, String>) -> Result<Option<u64>, Answer> {
     match query.get("server_id") {
         None => Ok(None),
@@ -436,7 +444,8 @@ async fn restore_snapshot(
 ) -> Handled {
     let decision = begin(&sim, "vps_rest.snapshots.restore", &conn, &headers).await?;
     let id = path_id(&id)?;
-    let restored = sim.state().restore_snapshot(id, decision.caller);
+    let restored = sim.state().restore_snapshot(id, decision.caller.clone());
+    hold_accepted(&sim, &decision, restored.is_ok()).await;
     Ok(match restored {
         Err(RestoreError::NotFound(_)) => not_found(),
         Err(RestoreError::Invalid(why)) => detail(StatusCode::BAD_REQUEST, why),
@@ -563,7 +572,8 @@ async fn restore_server(
     };
     let restored = sim
         .state()
-        .restore_backup(server, backup_id, decision.caller);
+        .restore_backup(server, backup_id, decision.caller.clone());
+    hold_accepted(&sim, &decision, restored.is_ok()).await;
     Ok(match restored {
         Err(RestoreError::NotFound(_)) => detail(StatusCode::NOT_FOUND, "Backup not found."),
         Err(RestoreError::Invalid(why)) => detail(StatusCode::BAD_REQUEST, why),
