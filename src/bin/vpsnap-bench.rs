@@ -41,6 +41,8 @@ const TOKEN: &str = "bench-token";
 const CREATE: &str = "vps_rest.snapshots.create";
 const LIST: &str = "vps_rest.snapshots.list";
 const DELETE: &str = "vps_rest.snapshots.delete";
+/// Arrival rates of the latency phase's search, as multiples of the fair rate.
+const RATE_FACTORS: [f64; 5] = [1.0, 1.5, 2.0, 3.0, 4.0];
 
 #[derive(Parser)]
 #[command(
@@ -217,9 +219,16 @@ impl Knobs {
         self.servers * self.per_server
     }
 
-    /// Servers of the latency phase, after the burst servers, `per_server` objects each.
+    /// Objects of each later step of the rate search (the first run has `latency_objects`).
+    fn step_objects(&self) -> u64 {
+        (self.latency_objects / 2).max(20)
+    }
+
+    /// Servers of the latency phase, after the burst servers, `per_server` objects each: the
+    /// first run and every step of the rate search has fresh servers at the simulator.
     fn latency_servers(&self) -> u64 {
-        self.latency_objects.div_ceil(self.per_server)
+        let steps = RATE_FACTORS.len() as u64 - 1;
+        (self.latency_objects + steps * self.step_objects()).div_ceil(self.per_server)
     }
 }
 
@@ -672,7 +681,7 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
     t.section(&format!(
         "latency: {l} objects applied at {rate:.1}/s (achieved {:.1}/s) on {} fresh servers; the floor's own latency at the same rate",
         lat.achieved_rate,
-        k.latency_servers()
+        l.div_ceil(k.per_server)
     ));
     let mut added = l;
     if l > 0 {
@@ -721,9 +730,9 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
             Verdict::hard(lat.missing == 0),
         );
         // The highest arrival rate with p99 under a second, stepping up from the fair rate.
-        let step = (l / 2).max(20);
+        let step = k.step_objects();
         let mut sustained = None;
-        for factor in [1.0, 1.5, 2.0, 3.0, 4.0] {
+        for factor in RATE_FACTORS {
             let r = rate * factor;
             let run = if factor == 1.0 {
                 None
@@ -1051,7 +1060,7 @@ async fn measure_latency(
     let l = if offset == 0 {
         k.latency_objects
     } else {
-        (k.latency_objects / 2).max(20)
+        k.step_objects()
     };
     let sent = Arc::new(std::sync::Mutex::new(BTreeMap::<String, Timestamp>::new()));
     let gate = Arc::new(tokio::sync::Semaphore::new(k.concurrency));
