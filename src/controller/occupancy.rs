@@ -12,7 +12,11 @@
 //!   32 shards of ~200 KiB (measured by a unit test).
 //! - **Writes**: a shard is written only when its content changed — listing times aside,
 //!   which alone refresh it at most every [`REFRESH`] — and an account is looked at every
-//!   [`INTERVAL`], so a burst of changes costs one write per changed shard per interval. A
+//!   [`INTERVAL`]. A fleet in churn (every shard changing, as while 10,000 objects are
+//!   created) writes at most [`WRITES_PER_INTERVAL`] shards per interval, the least recently
+//!   written first: rewriting every shard of ~200 KiB every 5 s took apiserver time the
+//!   objects' own writes needed (measured with `vpsnap-bench`, README "Scale and
+//!   resilience"). New shards and a change of the shard count are written at once. A
 //!   settled fleet costs `shards / REFRESH` writes (32 per 30 minutes for 2,000 servers).
 //! - **Reads**: nothing is watched or cached. After a start, the namespace's occupancy
 //!   objects are listed once per account to learn what is already published, so a restart
@@ -46,6 +50,8 @@ pub const REFRESH: Duration = Duration::from_secs(30 * 60);
 pub const SHARD_TARGET: usize = 256 * 1024;
 /// Items listed per server and class; the rest are counted in `itemsOmitted`.
 pub const MAX_ITEMS: usize = 100;
+/// Shards rewritten per account and interval when the shard count is unchanged.
+pub const WRITES_PER_INTERVAL: usize = 2;
 /// Shards per account at most (2^10).
 const MAX_SHARD_BITS: u32 = 10;
 
@@ -290,6 +296,35 @@ struct Published {
     of: u32,
 }
 
+/// The shards to write now, of those `due`. When the shard count changed, all of them: the
+/// plugin would otherwise see a server in an old and a new shard at once. Otherwise every
+/// shard never written, and of the others at most [`WRITES_PER_INTERVAL`], those written
+/// longest ago first (so every changing shard has its turn).
+fn to_write<'a>(
+    shards: &'a [Shard],
+    known: &BTreeMap<u32, Option<Published>>,
+    now: Timestamp,
+) -> Vec<&'a Shard> {
+    let last = |s: &Shard| known.get(&s.index).cloned().flatten();
+    let of = shards.first().map_or(1, |s| s.of);
+    let recount = known.keys().any(|i| *i >= of)
+        || shards.iter().any(|s| last(s).is_some_and(|l| l.of != s.of));
+    let due: Vec<(&Shard, Option<Published>)> = shards
+        .iter()
+        .map(|s| (s, last(s)))
+        .filter(|(s, l)| due(s, l.as_ref(), now))
+        .collect();
+    if recount {
+        return due.into_iter().map(|(s, _)| s).collect();
+    }
+    let (new, mut changed): (Vec<_>, Vec<_>) = due.into_iter().partition(|(_, l)| l.is_none());
+    changed.sort_by_key(|(s, l)| (l.as_ref().map(|l| l.at), s.index));
+    new.into_iter()
+        .chain(changed.into_iter().take(WRITES_PER_INTERVAL))
+        .map(|(s, _)| s)
+        .collect()
+}
+
 /// Whether a shard must be written now.
 fn due(shard: &Shard, last: Option<&Published>, now: Timestamp) -> bool {
     let Some(last) = last else { return true };
@@ -330,8 +365,13 @@ pub async fn run(
         let accounts = source.accounts();
         publisher.retain(&accounts);
         for account in accounts {
-            let entries = source.occupancy(&account);
-            if let Err(e) = publisher.publish(&account, plan(entries)).await {
+            // A pass over thousands of servers is plain CPU work: off the async workers.
+            let (from, of) = (source.clone(), account.clone());
+            let Ok(shards) = tokio::task::spawn_blocking(move || plan(from.occupancy(&of))).await
+            else {
+                continue;
+            };
+            if let Err(e) = publisher.publish(&account, shards).await {
                 tracing::warn!(provider = %account.name, namespace = %account.namespace, error = %e, "could not publish occupancy");
             }
         }
@@ -378,12 +418,9 @@ impl Publisher {
             self.known.insert(account.clone(), existing);
         }
         let known = self.known.entry(account.clone()).or_default();
-        for shard in &shards {
+        for shard in to_write(&shards, known, now) {
             let name = shard_name(&account.name, shard.index);
             let last = known.get(&shard.index).cloned().flatten();
-            if !due(shard, last.as_ref(), now) {
-                continue;
-            }
             // The spec (identity, shard count) is written when the object is new or the
             // count changed; otherwise only the status.
             if last.as_ref().is_none_or(|l| l.of != shard.of) {
@@ -619,6 +656,55 @@ mod tests {
         let mut changed = shard.clone();
         changed.servers[0].items.pop();
         assert!(due(&changed, Some(&last), later), "content changed: write");
+    }
+
+    #[test]
+    fn a_fleet_in_churn_rewrites_a_few_shards_per_interval_oldest_first() {
+        let t = |m: i64| Timestamp::from_second(1_800_000_000 + m * 60).unwrap();
+        let shards: Vec<Shard> = (0..8)
+            .map(|index| Shard {
+                index,
+                of: 8,
+                servers: vec![entry(index as i64 + 1, OccupancyClass::Snapshot, 1)],
+            })
+            .collect();
+        let stale = |at: Timestamp, of: u32| {
+            Some(Published {
+                digest: 0, // every shard changed since
+                at,
+                of,
+            })
+        };
+        let indices = |w: Vec<&Shard>| w.iter().map(|s| s.index).collect::<Vec<_>>();
+
+        // Never written: all at once.
+        assert_eq!(indices(to_write(&shards, &BTreeMap::new(), t(9))).len(), 8);
+        // All changed: the two written longest ago, plus the one never written.
+        let mut known: BTreeMap<u32, Option<Published>> =
+            (0..7).map(|i| (i, stale(t(8 - i as i64), 8))).collect();
+        assert_eq!(indices(to_write(&shards, &known, t(9))), vec![7, 6, 5]);
+        // Nothing changed: nothing written.
+        for (i, s) in shards.iter().enumerate() {
+            known.insert(
+                i as u32,
+                Some(Published {
+                    digest: digest(s),
+                    at: t(8),
+                    of: 8,
+                }),
+            );
+        }
+        assert!(to_write(&shards, &known, t(9)).is_empty());
+        // A new shard count: every due shard together.
+        for i in 0..8 {
+            known.insert(i, stale(t(1), 4));
+        }
+        assert_eq!(indices(to_write(&shards, &known, t(9))).len(), 8);
+        // An old shard beyond the count left over: also a recount.
+        let mut known: BTreeMap<u32, Option<Published>> =
+            (0..8).map(|i| (i, stale(t(1), 8))).collect();
+        known.insert(9, stale(t(1), 16));
+        assert_eq!(indices(to_write(&shards, &known, t(9))).len(), 8);
     }
 
     #[test]
