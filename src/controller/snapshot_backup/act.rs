@@ -193,6 +193,10 @@ impl<K: RestorePoint> Act<'_, K> {
             }
             _ => {}
         }
+        // The answer is in the listing: neighbours count the slot from there on. The status
+        // write below is conditional on its own version and needs no lock, so the server's
+        // next objects do not wait for it.
+        self.guard = None;
         if matches!(answer, CreateAnswer::Made(_) | CreateAnswer::Accepted) {
             tracing::info!(kind = K::KIND, object = %key, server = self.server(), "created at the provider");
         }
@@ -209,7 +213,7 @@ impl<K: RestorePoint> Act<'_, K> {
             obj: claimed.clone(),
             facts: &facts,
             handle: self.handle,
-            guard: self.guard.take(),
+            guard: None,
         };
         after.report(&claimed, &verdict).await?;
         Ok(after.requeue(verdict.requeue))
