@@ -183,11 +183,12 @@ pub fn settled(st: &VpsRestoreStatus) -> Option<Step> {
     if st.restore_accepted_at.is_some() || st.phase == Some(RestorePhase::Succeeded) {
         return Some(Step::Succeeded);
     }
-    if st.restore_requested_at.is_some() {
-        return Some(Step::Doubt);
-    }
+    // A final refusal keeps the marker of the call it answered: failed is failed.
     if st.phase == Some(RestorePhase::Failed) {
         return Some(Step::Failed);
+    }
+    if st.restore_requested_at.is_some() {
+        return Some(Step::Doubt);
     }
     None
 }
@@ -1165,8 +1166,10 @@ async fn restore(
     }
 }
 
-/// The provider refused the request, which proves nothing happened: the marker is cleared, and
-/// the refusal decides between a later retry and a final failure.
+/// The provider refused the request, which proves nothing happened. A refusal before the
+/// provider looked at the request (429, bad credentials) clears the marker and is retried;
+/// any other is final and keeps the marker: a VpsRestore calls restore at most once, even
+/// when the answer was "not now".
 async fn refused(
     ctx: &Context,
     api: &Api<VpsRestore>,
@@ -1177,7 +1180,6 @@ async fn refused(
 ) -> Result<Action, Error> {
     let server = obj.spec.server_id;
     let mut desired = marked.clone();
-    desired.restore_requested_at = None;
     let key = obj_key(obj);
     let (r, requeue, final_) = match &e {
         ProviderError::RateLimited { retry_after } => {
@@ -1194,20 +1196,16 @@ async fn refused(
                 false,
             )
         }
-        ProviderError::InvalidState(m) => {
-            let after = ctx.backoff.next(&key, None);
-            (
-                Report::wait(&Wait::pending(
-                    "ServerBusy",
-                    format!(
-                        "the provider refused the restore for now ({m}); nothing was restored, retrying in {after:?}"
-                    ),
-                    false,
-                )),
-                Action::requeue(after),
-                false,
-            )
-        }
+        ProviderError::InvalidState(m) => (
+            Report::failed(
+                "ServerBusy",
+                format!(
+                    "the provider refused the restore of server {server} from {what} for now ({m}): nothing was restored. vpsnap sends a restore at most once per VpsRestore; once the server is idle, delete this VpsRestore and create it again"
+                ),
+            ),
+            Action::await_change(),
+            true,
+        ),
         ProviderError::Auth(m) => (
             Report::wait(&Wait::pending(
                 "ProviderAuthFailed",
@@ -1245,6 +1243,9 @@ async fn refused(
             true,
         ),
     };
+    if !final_ {
+        desired.restore_requested_at = None;
+    }
     let mut r = r;
     r.last_error = Some(e.to_string());
     let st = render(obj, marked, desired, &r, Timestamp::now());
@@ -1444,13 +1445,14 @@ mod tests {
             (requested(), Step::Doubt),
             (accepted(), Step::Succeeded),
             (failed(), Step::Failed),
-            // A failure after a sent request (e.g. the lost answer) is still a doubt.
+            // Failed after a sent request (a lost answer reported, a final refusal): failed
+            // for good, the marker kept.
             (
                 VpsRestoreStatus {
                     phase: Some(RestorePhase::Failed),
                     ..requested()
                 },
-                Step::Doubt,
+                Step::Failed,
             ),
         ] {
             for f in all_other_facts(&status) {
@@ -2021,6 +2023,6 @@ mod tests {
         );
         assert_eq!(stuck.phase, Some(RestorePhase::Failed));
         // And once rendered, the doubt is settled for good.
-        assert_eq!(settled(&stuck), Some(Step::Doubt));
+        assert_eq!(settled(&stuck), Some(Step::Failed));
     }
 }

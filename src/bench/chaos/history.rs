@@ -205,12 +205,22 @@ impl History {
         out
     }
 
-    /// Restores whose `restoreRequestedAt` marker disappeared while the object lived.
+    /// Restores whose `restoreRequestedAt` marker disappeared while the object lived, other
+    /// than for a refusal before the provider looked at the request (429, bad credentials),
+    /// after which the operator may ask again.
     pub fn erased_restore_markers(&self) -> Vec<(String, Timestamp)> {
         let mut out = Vec::new();
         for t in self.objects.values().filter(|t| t.kind == "VpsRestore") {
             for pair in t.observations.windows(2) {
-                if pair[0].restore_marker && !pair[1].restore_marker && !pair[1].terminating {
+                let turned_away = matches!(
+                    pair[1].reason.as_deref(),
+                    Some("RateLimited" | "ProviderAuthFailed")
+                );
+                if pair[0].restore_marker
+                    && !pair[1].restore_marker
+                    && !pair[1].terminating
+                    && !turned_away
+                {
                     out.push((t.name.clone(), pair[1].at));
                 }
             }

@@ -679,7 +679,13 @@ fn deletions(inputs: &Inputs<'_>, a: &Attribution<'_>, out: &mut Vec<Finding>) {
             .get(&(kind, t.name.clone()))
             .copied()
             .or(t.deletion_requested);
-        let asked = asked_at.is_some_and(|at| at <= d.at);
+        // An object marked Evicted before the call lost its provider object to GC, which
+        // it allowed: a deletion asked later only lets the eviction finish.
+        let evicted = t
+            .observations
+            .iter()
+            .any(|o| o.phase.as_deref() == Some("Evicted") && o.at <= d.at);
+        let asked = !evicted && asked_at.is_some_and(|at| at <= d.at);
         let mut flag = |invariant, what: &str| {
             out.push(Finding {
                 invariant,

@@ -344,6 +344,51 @@ fn deletions_of_foreign_pinned_retained_and_last_points() {
     assert_eq!(only(&findings, Invariant::ForeignDeleted).len(), 1);
 }
 
+/// GC evicts an evictable Retain object (marked Evicted first); the user deletes the object
+/// before the eviction's provider delete went out: that delete is the eviction's, not a
+/// Retain object's provider object deleted on request.
+#[test]
+fn an_eviction_finishing_after_a_deletion_request_is_judged_as_an_eviction() {
+    let mut h = History::default();
+    let spec = json!({"serverId": 101, "evictable": true, "deletionPolicy": "Retain"});
+    for (name, uid, id, evicted) in [("evicted", "u1", "801", true), ("kept", "u2", "802", false)] {
+        seen(
+            &mut h,
+            "VpsSnapshot",
+            name,
+            uid,
+            spec.clone(),
+            json!({"providerId": id}),
+        );
+        if evicted {
+            let status = json!({"providerId": id, "phase": "Evicted"});
+            let obj = object("VpsSnapshot", name, uid, spec.clone(), status);
+            h.observe("VpsSnapshot", &obj, at(4));
+        }
+    }
+    let record = Record {
+        creates: vec![
+            create(1, ObjectKind::Snapshot, 801, Some("x"), None),
+            create(2, ObjectKind::Snapshot, 802, Some("y"), None),
+        ],
+        deletes: vec![
+            delete(10, ObjectKind::Snapshot, 801, false),
+            delete(11, ObjectKind::Snapshot, 802, false),
+        ],
+        ..Record::default()
+    };
+    let deleted = HashMap::from([
+        ((Kind::Snapshot, "evicted".to_string()), at(5)),
+        ((Kind::Snapshot, "kept".to_string()), at(5)),
+    ]);
+    let findings = run(&record, &h, &deleted);
+    let retained: Vec<_> = only(&findings, Invariant::RetainedDeleted)
+        .iter()
+        .filter_map(|f| f.object.as_ref().map(|o| o.name.clone()))
+        .collect();
+    assert_eq!(retained, ["kept"]);
+}
+
 #[test]
 fn evidence_lists_calls_and_status_in_time_order_with_the_process() {
     let mut h = History::default();
