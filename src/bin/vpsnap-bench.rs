@@ -402,20 +402,7 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
         let floor_ns = cluster::create_namespace(&client, "bench-floor").await?;
         env.namespaces.push(floor_ns.clone());
         floors.push(measure_floor(&client, &floor_ns, k, claim).await?);
-        // Remove the floor objects before the operator runs, so both see the same apiserver.
-        cluster::strip_finalizers(
-            &client,
-            &floor_ns,
-            &ApiResource::erase::<VpsSnapshot>(&()),
-            32,
-        )
-        .await?;
-        let api: Api<VpsSnapshot> = Api::namespaced(client.clone(), &floor_ns);
-        api.delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await?;
-        cluster::delete_namespace(&client, &floor_ns).await;
-        cluster::wait_namespace_gone(&client, &floor_ns, Duration::from_secs(120)).await;
-        env.namespaces.retain(|n| n != &floor_ns);
+        remove_floor(&client, env, &floor_ns).await?;
     }
     let (floor, floor3) = (floors[0], floors[1]);
     // What the apiserver absorbs here, and so the arrival rate both latency measurements use:
@@ -434,16 +421,7 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
     let floor_ns = cluster::create_namespace(&client, "bench-floor-latency").await?;
     env.namespaces.push(floor_ns.clone());
     let floor_latency = measure_floor_latency(&client, &floor_ns, k, rate).await?;
-    cluster::strip_finalizers(
-        &client,
-        &floor_ns,
-        &ApiResource::erase::<VpsSnapshot>(&()),
-        32,
-    )
-    .await?;
-    cluster::delete_namespace(&client, &floor_ns).await;
-    cluster::wait_namespace_gone(&client, &floor_ns, Duration::from_secs(120)).await;
-    env.namespaces.retain(|n| n != &floor_ns);
+    remove_floor(&client, env, &floor_ns).await?;
 
     // --- 2. burst --------------------------------------------------------------------------
     let ns = cluster::create_namespace(&client, "bench").await?;
@@ -1044,6 +1022,19 @@ struct Latency {
     latencies_ms: Vec<f64>,
     missing: u64,
     achieved_rate: f64,
+}
+
+/// Removes a floor's objects and namespace before the operator runs, so both see the same
+/// apiserver.
+async fn remove_floor(client: &Client, env: &mut Env, ns: &str) -> Result<()> {
+    cluster::strip_finalizers(client, ns, &ApiResource::erase::<VpsSnapshot>(&()), 32).await?;
+    let api: Api<VpsSnapshot> = Api::namespaced(client.clone(), ns);
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await?;
+    cluster::delete_namespace(client, ns).await;
+    cluster::wait_namespace_gone(client, ns, Duration::from_secs(120)).await;
+    env.namespaces.retain(|n| n != ns);
+    Ok(())
 }
 
 /// `count` objects (`latency_objects` for the first run, half as many for later ones) applied
