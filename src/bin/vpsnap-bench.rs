@@ -275,6 +275,14 @@ async fn run_reflector(ns: &str, kubeconfig: Option<PathBuf>) -> Result<()> {
 }
 
 /// Everything that must be undone on the way out, whatever happened.
+/// The running operator's reconciles so far (0 when it cannot be read).
+async fn reconciles(env: &Env) -> u64 {
+    match &env.operator {
+        Some(op) => op.reconciles_total().await.unwrap_or_default(),
+        None => 0,
+    }
+}
+
 struct Env {
     client: Client,
     sim: Option<SimHandle>,
@@ -482,6 +490,7 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
     let manifests: Vec<serde_json::Value> = (0..n).map(|i| burst_manifest(k, i).2).collect();
     let calls0 = sim.calls();
     let writes0 = (snapshots.writes(), events.writes());
+    let reconciles0 = reconciles(env).await;
     let cpu0 = ProcStats::read(pid1)
         .map(|s| s.cpu_secs)
         .unwrap_or_default();
@@ -496,6 +505,7 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
         snapshots.writes().since(&writes0.0),
         events.writes().since(&writes0.1),
     );
+    let reconciles1 = reconciles(env).await;
     let cpu1 = ProcStats::read(pid1)
         .map(|s| s.cpu_secs)
         .unwrap_or_default();
@@ -579,6 +589,13 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
             "{:.2} + {:.2} (floor: 2 + 0)",
             burst_writes.0.total() as f64 / n as f64,
             burst_writes.1.total() as f64 / n as f64
+        ),
+    );
+    t.info(
+        "operator reconciles per object (its own writes wake nothing)",
+        format!(
+            "{:.2}",
+            reconciles1.saturating_sub(reconciles0) as f64 / n as f64
         ),
     );
     t.info("operator CPU during burst", format!("{:.1} s", cpu1 - cpu0));

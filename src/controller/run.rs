@@ -13,7 +13,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::context::Context;
 use super::fencing::Timings;
-use super::snapshot_backup::index::{Index, RestoreUses};
+use super::snapshot_backup::index::{Index, Observed, RestoreUses};
 use super::snapshot_backup::{self, RestorePoint};
 use super::{provider, restore, schedule, watch};
 use crate::api::parse_duration;
@@ -422,6 +422,7 @@ where
                 observe(event);
             }
         })
+        .inspect(crate::telemetry::queue::observe::<K>)
         .touched_objects()
 }
 
@@ -462,7 +463,6 @@ where
     )
     .default_backoff()
     .modify(|o| o.managed_fields_mut().clear())
-    .inspect(crate::telemetry::queue::observe::<K>)
 }
 
 /// Another controller's view of a shared watch: the objects it changes, and the ones it
@@ -509,11 +509,16 @@ where
             }
         })
         .reflect_shared(writer)
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                fed.observe(event);
-            }
+        // The index sees every event, the followers have theirs already; a version the
+        // object's own reconcile wrote does not wake it again (that reconcile already said
+        // when to look next), which saves two of a new object's three reconciles.
+        .filter(move |event| {
+            future::ready(match event {
+                Ok(event) => fed.observe(event) == Observed::News,
+                Err(_) => true,
+            })
         })
+        .inspect(crate::telemetry::queue::observe::<K>)
         .touched_objects();
     (stream, Shared { index, followers })
 }

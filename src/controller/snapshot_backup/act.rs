@@ -4,7 +4,7 @@
 //! mutation is only sent after such a write went through (the claim before a create, the
 //! eviction mark before a delete).
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::claim;
 use super::decide::{self, CleanupStep, CreateAnswer, Requeue, Step, Verdict, Victim};
 use super::facts::Facts;
-use super::index::{ObjKey, server_key};
+use super::index::{ObjKey, Writer, server_key};
 use super::kind::RestorePoint;
 use super::reason::Reason;
 use super::report;
@@ -35,6 +35,8 @@ pub struct Act<'a, K: RestorePoint> {
     pub facts: &'a Facts,
     pub handle: Option<&'a ProviderHandle>,
     pub guard: Option<ServerGuard>,
+    /// When the reconcile began, before it waited for the server (for the create's timings).
+    pub started: Instant,
 }
 
 impl<K: RestorePoint> Act<'_, K> {
@@ -156,8 +158,13 @@ impl<K: RestorePoint> Act<'_, K> {
     }
 
     fn record(&self, seen: &K, written: K) {
+        let by = if ObjKey::of(&written).to_string() == self.key() {
+            Writer::Itself
+        } else {
+            Writer::Neighbour
+        };
         if let Some(index) = K::index(self.ctx) {
-            index.record_write(seen.resource_version().as_deref(), written);
+            index.record_write(seen.resource_version().as_deref(), written, by);
         }
     }
 
@@ -182,10 +189,13 @@ impl<K: RestorePoint> Act<'_, K> {
             guard.reserve(&key);
         }
         self.guard = None;
+        let planned = self.started.elapsed();
         let sent = self.claim_and_create(handle).await;
+        let (started, called) = (self.started, self.started.elapsed());
         let guard = self.server_lock().await;
         guard.unreserve(&key);
-        let (claimed, at, answer) = sent?;
+        let relocked = started.elapsed();
+        let (claimed, at, answer, claim_took) = sent?;
         match &answer {
             CreateAnswer::Made(item) => guard.add(item.clone()),
             CreateAnswer::Accepted | CreateAnswer::Unknown(_) | CreateAnswer::LimitReached(_) => {
@@ -214,8 +224,20 @@ impl<K: RestorePoint> Act<'_, K> {
             facts: &facts,
             handle: self.handle,
             guard: None,
+            started: self.started,
         };
         after.report(&claimed, &verdict).await?;
+        // Where a slow create spent its time (the reconcile's queue wait is not in it).
+        let ms = |d: Duration| d.as_millis() as u64;
+        tracing::debug!(
+            object = %key,
+            lock_and_facts_ms = ms(planned),
+            claim_ms = ms(claim_took),
+            create_ms = ms(called.saturating_sub(planned + claim_took)),
+            relock_ms = ms(relocked.saturating_sub(called)),
+            status_ms = ms(self.started.elapsed().saturating_sub(relocked)),
+            "create timings"
+        );
         Ok(after.requeue(verdict.requeue))
     }
 
@@ -223,11 +245,13 @@ impl<K: RestorePoint> Act<'_, K> {
     async fn claim_and_create(
         &self,
         handle: &ProviderHandle,
-    ) -> Result<(Arc<K>, Timestamp, CreateAnswer), Error> {
+    ) -> Result<(Arc<K>, Timestamp, CreateAnswer, Duration), Error> {
+        let began = Instant::now();
         let now = Timestamp::now();
         // The create must leave within the send window of its intent (see `fencing`).
         let send_by = tokio::time::Instant::now() + self.ctx.timings.send_window();
         let claimed = Arc::new(self.claim(&self.obj, Some(now)).await?);
+        let claim_took = began.elapsed();
         // Read back as it is stored, so the marker matches the annotation exactly.
         let at = claim::intent_of(claimed.as_ref())
             .and_then(|i| i.requested_at.parse::<Timestamp>().ok())
@@ -261,7 +285,7 @@ impl<K: RestorePoint> Act<'_, K> {
             ) => CreateAnswer::Rejected(e.to_string()),
             Err(e) => return Err(Error::provider(ProviderStep::Create, e)),
         };
-        Ok((claimed, at, answer))
+        Ok((claimed, at, answer, claim_took))
     }
 
     /// Marks the victim `Evicted` (conditional on the version the plan saw: a victim pinned

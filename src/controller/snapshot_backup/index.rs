@@ -71,6 +71,9 @@ struct Inner<K> {
     by_server: HashMap<ServerKey, BTreeSet<ObjKey>>,
     by_owner: HashMap<String, BTreeSet<ObjKey>>,
     overlays: HashMap<ObjKey, Overlay<K>>,
+    /// Versions an object's own reconcile wrote that the watch has not delivered yet, in the
+    /// order written.
+    echoes: HashMap<ObjKey, Vec<String>>,
 }
 
 impl<K> Default for Inner<K> {
@@ -79,8 +82,28 @@ impl<K> Default for Inner<K> {
             by_server: HashMap::new(),
             by_owner: HashMap::new(),
             overlays: HashMap::new(),
+            echoes: HashMap::new(),
         }
     }
+}
+
+/// Who wrote a version this process records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// The object's own reconcile, which decided with this version in hand and returned
+    /// when to look again: the watch delivering it is no news to that object.
+    Itself,
+    /// Another object's reconcile (an eviction mark): news the object must look at.
+    Neighbour,
+}
+
+/// What a watch event is to the object it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observed {
+    /// Something this process's reconcile of the object has not seen: reconcile it.
+    News,
+    /// A version the object's own reconcile wrote: it already acted on it.
+    OwnEcho,
 }
 
 /// Declared `VpsSnapshot`s or `VpsBackup`s by server and by owner, over the watch's store.
@@ -102,8 +125,9 @@ impl<K: RestorePoint> Index<K> {
         &self.store
     }
 
-    /// Feeds one watch event, after the reflector has applied it to the store.
-    pub fn observe(&self, event: &Event<K>) {
+    /// Feeds one watch event, after the reflector has applied it to the store, and says
+    /// whether it is news to its object.
+    pub fn observe(&self, event: &Event<K>) -> Observed {
         let mut inner = self.inner.lock().expect("index lock");
         match event {
             Event::Apply(obj) => {
@@ -117,14 +141,17 @@ impl<K: RestorePoint> Index<K> {
                 {
                     inner.overlays.remove(&key);
                 }
+                echo(&mut inner, &key, rv.as_deref())
             }
             Event::Delete(obj) => {
                 let key = ObjKey::of(obj);
                 remove(&mut inner, &key, obj);
                 inner.overlays.remove(&key);
+                inner.echoes.remove(&key);
+                Observed::News
             }
             // A re-list: the store is replaced as a whole once it is done.
-            Event::Init | Event::InitApply(_) => {}
+            Event::Init | Event::InitApply(_) => Observed::News,
             Event::InitDone => {
                 let overlays = std::mem::take(&mut inner.overlays);
                 *inner = Inner::default();
@@ -141,13 +168,14 @@ impl<K: RestorePoint> Index<K> {
                         inner.overlays.insert(key, overlay);
                     }
                 }
+                Observed::News
             }
         }
     }
 
     /// Records an object as this process just wrote it; `seen` is the version the write was
     /// conditional on.
-    pub fn record_write(&self, seen: Option<&str>, written: K) {
+    pub fn record_write(&self, seen: Option<&str>, written: K, by: Writer) {
         let key = ObjKey::of(&written);
         let now = written.resource_version();
         let mut inner = self.inner.lock().expect("index lock");
@@ -156,6 +184,13 @@ impl<K: RestorePoint> Index<K> {
         if self.cached(&key).and_then(|c| c.resource_version()) == now {
             inner.overlays.remove(&key);
             return;
+        }
+        if let (Writer::Itself, Some(now)) = (by, &now) {
+            inner
+                .echoes
+                .entry(key.clone())
+                .or_default()
+                .push(now.clone());
         }
         let mut superseded = Vec::new();
         if let Some(previous) = inner.overlays.remove(&key) {
@@ -213,6 +248,28 @@ impl<K: RestorePoint> Index<K> {
     fn cached(&self, key: &ObjKey) -> Option<Arc<K>> {
         self.store
             .get(&ObjectRef::new(&key.name).within(&key.namespace))
+    }
+}
+
+/// Whether version `rv` of `key` is one its own reconcile wrote. The watch delivers versions
+/// in the order they were written, so any version arriving passes every recorded one before
+/// it; a version nobody here wrote means the object's later versions are not ours either.
+fn echo<K>(inner: &mut Inner<K>, key: &ObjKey, rv: Option<&str>) -> Observed {
+    let Some(written) = inner.echoes.get_mut(key) else {
+        return Observed::News;
+    };
+    match written.iter().position(|w| Some(w.as_str()) == rv) {
+        Some(at) => {
+            written.drain(..=at);
+            if written.is_empty() {
+                inner.echoes.remove(key);
+            }
+            Observed::OwnEcho
+        }
+        None => {
+            inner.echoes.remove(key);
+            Observed::News
+        }
     }
 }
 
@@ -415,9 +472,9 @@ mod tests {
                 index: Index::new(reader),
             }
         }
-        fn feed(&mut self, event: Event<VpsSnapshot>) {
+        fn feed(&mut self, event: Event<VpsSnapshot>) -> Observed {
             self.writer.apply_watcher_event(&event);
-            self.index.observe(&event);
+            self.index.observe(&event)
         }
         fn rv(&self, name: &str) -> Option<String> {
             self.index
@@ -463,8 +520,10 @@ mod tests {
         let mut f = Fed::new();
         f.feed(Event::Apply(snap("a", 1, "10")));
         // A claim (10 → 11) and a status write (11 → 12), before the watch sent either.
-        f.index.record_write(Some("10"), snap("a", 1, "11"));
-        f.index.record_write(Some("11"), snap("a", 1, "12"));
+        f.index
+            .record_write(Some("10"), snap("a", 1, "11"), Writer::Itself);
+        f.index
+            .record_write(Some("11"), snap("a", 1, "12"), Writer::Itself);
         assert_eq!(f.rv("a").as_deref(), Some("12"));
         // The watch delivers the claim: still older than our last write.
         f.feed(Event::Apply(snap("a", 1, "11")));
@@ -482,11 +541,13 @@ mod tests {
         let mut f = Fed::new();
         f.feed(Event::Apply(snap("a", 1, "5")));
         f.feed(Event::Apply(snap("a", 1, "6")));
-        f.index.record_write(Some("5"), snap("a", 1, "6"));
+        f.index
+            .record_write(Some("5"), snap("a", 1, "6"), Writer::Itself);
         f.feed(Event::Apply(snap("a", 1, "9")));
         assert_eq!(f.rv("a").as_deref(), Some("9"));
 
-        f.index.record_write(Some("9"), snap("a", 1, "10"));
+        f.index
+            .record_write(Some("9"), snap("a", 1, "10"), Writer::Itself);
         // A re-list that still shows the older version keeps our write on top.
         f.feed(Event::Init);
         f.feed(Event::InitApply(snap("a", 1, "9")));
@@ -503,5 +564,59 @@ mod tests {
             f.index.on_server(&server(2)).is_empty(),
             "b gone in the re-list"
         );
+    }
+
+    #[test]
+    fn versions_an_object_wrote_itself_are_no_news_to_it_and_anything_else_is() {
+        use Observed::{News, OwnEcho};
+        let mut f = Fed::new();
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "10"))), News);
+        // Its claim and its status write, both before the watch delivered either.
+        f.index
+            .record_write(Some("10"), snap("a", 1, "11"), Writer::Itself);
+        f.index
+            .record_write(Some("11"), snap("a", 1, "12"), Writer::Itself);
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "11"))), OwnEcho);
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "12"))), OwnEcho);
+        // A user's edit after them is news, and so is every later version.
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "13"))), News);
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "13"))), News);
+
+        // A neighbour's eviction mark is news to the object marked.
+        f.index
+            .record_write(Some("13"), snap("a", 1, "14"), Writer::Neighbour);
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "14"))), News);
+
+        // A write the watch delivered before it was recorded was news then, and leaves
+        // nothing behind that could hide a later version.
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "15"))), News);
+        f.index
+            .record_write(Some("14"), snap("a", 1, "15"), Writer::Itself);
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "16"))), News);
+    }
+
+    #[test]
+    fn a_version_nobody_here_wrote_ends_the_echoes_and_a_deletion_or_relist_forgets_them() {
+        use Observed::News;
+        let mut f = Fed::new();
+        f.feed(Event::Apply(snap("a", 1, "1")));
+        f.index
+            .record_write(Some("1"), snap("a", 1, "2"), Writer::Itself);
+        // Skipped ahead (e.g. the watch was compacted past it): not an echo, and the recorded
+        // version can never be mistaken for one later.
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "3"))), News);
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "2"))), News);
+
+        f.index
+            .record_write(Some("3"), snap("a", 1, "4"), Writer::Itself);
+        f.feed(Event::Delete(snap("a", 1, "5")));
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "4"))), News);
+
+        f.index
+            .record_write(Some("4"), snap("a", 1, "6"), Writer::Itself);
+        f.feed(Event::Init);
+        assert_eq!(f.feed(Event::InitApply(snap("a", 1, "6"))), News);
+        f.feed(Event::InitDone);
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "6"))), News);
     }
 }

@@ -38,7 +38,7 @@ use crate::provider::ProviderError;
 pub async fn reconcile<K: RestorePoint>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let key = outcome::key(K::KIND, &ObjKey::of(obj.as_ref()));
-    let result = run(obj, &ctx).await;
+    let result = run(obj, &ctx, started).await;
     outcome::finish(&ctx, K::KIND, &key, started, &result);
     result
 }
@@ -48,7 +48,11 @@ pub fn error_policy<K: RestorePoint>(obj: Arc<K>, err: &Error, ctx: Arc<Context>
     outcome::error_policy(&ctx, K::KIND, &key, err)
 }
 
-async fn run<K: RestorePoint>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
+async fn run<K: RestorePoint>(
+    obj: Arc<K>,
+    ctx: &Context,
+    started: Instant,
+) -> Result<Action, Error> {
     let server = server_key(obj.as_ref());
     let lookup = ctx.registry.lookup(&server.provider);
     let mut guard = ctx.listings.lock(&server).await;
@@ -73,12 +77,20 @@ async fn run<K: RestorePoint>(obj: Arc<K>, ctx: &Context) -> Result<Action, Erro
         let need = if deleting {
             match decide::decide_cleanup(&facts) {
                 CleanupStep::List => Freshness::Now,
-                step => return act(ctx, &obj, &facts, handle, guard).cleanup(step).await,
+                step => {
+                    return act(ctx, &obj, &facts, handle, guard, started)
+                        .cleanup(step)
+                        .await;
+                }
             }
         } else {
             match decide::decide(&facts) {
                 Step::List(freshness) => freshness,
-                step => return act(ctx, &obj, &facts, handle, guard).apply(step).await,
+                step => {
+                    return act(ctx, &obj, &facts, handle, guard, started)
+                        .apply(step)
+                        .await;
+                }
             }
         };
         let Some(h) = handle else {
@@ -89,7 +101,7 @@ async fn run<K: RestorePoint>(obj: Arc<K>, ctx: &Context) -> Result<Action, Erro
             Ok(server) => facts.server = Some(server),
             // The server itself is gone at the provider, and everything that was on it.
             Err(ProviderError::NotFound(_)) if deleting => {
-                return act(ctx, &obj, &facts, handle, guard)
+                return act(ctx, &obj, &facts, handle, guard, started)
                     .cleanup(CleanupStep::Release { retained: None })
                     .await;
             }
@@ -104,6 +116,7 @@ fn act<'a, K: RestorePoint>(
     facts: &'a Facts,
     handle: Option<&'a super::registry::ProviderHandle>,
     guard: super::listings::ServerGuard,
+    started: Instant,
 ) -> Act<'a, K> {
     Act {
         ctx,
@@ -111,5 +124,6 @@ fn act<'a, K: RestorePoint>(
         facts,
         handle,
         guard: Some(guard),
+        started,
     }
 }
