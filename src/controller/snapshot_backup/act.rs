@@ -158,7 +158,7 @@ impl<K: RestorePoint> Act<'_, K> {
     }
 
     fn record(&self, seen: &K, written: K) {
-        let by = if ObjKey::of(&written).to_string() == self.key() {
+        let by = if ObjKey::of(&written) == ObjKey::of(self.obj.as_ref()) {
             Writer::Itself
         } else {
             Writer::Neighbour
@@ -189,13 +189,13 @@ impl<K: RestorePoint> Act<'_, K> {
             guard.reserve(&key);
         }
         self.guard = None;
-        let planned = self.started.elapsed();
-        let sent = self.claim_and_create(handle).await;
-        let (started, called) = (self.started, self.started.elapsed());
+        let mut laps = Laps::since(self.started);
+        laps.lock_and_facts = laps.lap();
+        let sent = self.claim_and_create(handle, &mut laps).await;
         let guard = self.server_lock().await;
         guard.unreserve(&key);
-        let relocked = started.elapsed();
-        let (claimed, at, answer, claim_took) = sent?;
+        laps.relock = laps.lap();
+        let (claimed, at, answer) = sent?;
         match &answer {
             CreateAnswer::Made(item) => guard.add(item.clone()),
             CreateAnswer::Accepted | CreateAnswer::Unknown(_) | CreateAnswer::LimitReached(_) => {
@@ -227,17 +227,8 @@ impl<K: RestorePoint> Act<'_, K> {
             started: self.started,
         };
         after.report(&claimed, &verdict).await?;
-        // Where a slow create spent its time (the reconcile's queue wait is not in it).
-        let ms = |d: Duration| d.as_millis() as u64;
-        tracing::debug!(
-            object = %key,
-            lock_and_facts_ms = ms(planned),
-            claim_ms = ms(claim_took),
-            create_ms = ms(called.saturating_sub(planned + claim_took)),
-            relock_ms = ms(relocked.saturating_sub(called)),
-            status_ms = ms(self.started.elapsed().saturating_sub(relocked)),
-            "create timings"
-        );
+        laps.status = laps.lap();
+        laps.log(&key);
         Ok(after.requeue(verdict.requeue))
     }
 
@@ -245,13 +236,13 @@ impl<K: RestorePoint> Act<'_, K> {
     async fn claim_and_create(
         &self,
         handle: &ProviderHandle,
-    ) -> Result<(Arc<K>, Timestamp, CreateAnswer, Duration), Error> {
-        let began = Instant::now();
+        laps: &mut Laps,
+    ) -> Result<(Arc<K>, Timestamp, CreateAnswer), Error> {
         let now = Timestamp::now();
         // The create must leave within the send window of its intent (see `fencing`).
         let send_by = tokio::time::Instant::now() + self.ctx.timings.send_window();
         let claimed = Arc::new(self.claim(&self.obj, Some(now)).await?);
-        let claim_took = began.elapsed();
+        laps.claim = laps.lap();
         // Read back as it is stored, so the marker matches the annotation exactly.
         let at = claim::intent_of(claimed.as_ref())
             .and_then(|i| i.requested_at.parse::<Timestamp>().ok())
@@ -285,7 +276,8 @@ impl<K: RestorePoint> Act<'_, K> {
             ) => CreateAnswer::Rejected(e.to_string()),
             Err(e) => return Err(Error::provider(ProviderStep::Create, e)),
         };
-        Ok((claimed, at, answer, claim_took))
+        laps.call = laps.lap();
+        Ok((claimed, at, answer))
     }
 
     /// Marks the victim `Evicted` (conditional on the version the plan saw: a victim pinned
@@ -451,5 +443,49 @@ impl<K: RestorePoint> Act<'_, K> {
             }
             Err(e) => Err(Error::provider(ProviderStep::Delete, e)),
         }
+    }
+}
+
+/// Where one create spent its time, in milliseconds, for the `create timings` debug log (the
+/// wait for a worker before the reconcile began is not in it).
+struct Laps {
+    last: Instant,
+    lock_and_facts: u64,
+    claim: u64,
+    call: u64,
+    relock: u64,
+    status: u64,
+}
+
+impl Laps {
+    fn since(start: Instant) -> Self {
+        Laps {
+            last: start,
+            lock_and_facts: 0,
+            claim: 0,
+            call: 0,
+            relock: 0,
+            status: 0,
+        }
+    }
+
+    /// Milliseconds since the previous lap.
+    fn lap(&mut self) -> u64 {
+        let now = Instant::now();
+        let took = now.duration_since(self.last).as_millis() as u64;
+        self.last = now;
+        took
+    }
+
+    fn log(&self, object: &str) {
+        tracing::debug!(
+            object = %object,
+            lock_and_facts_ms = self.lock_and_facts,
+            claim_ms = self.claim,
+            create_ms = self.call,
+            relock_ms = self.relock,
+            status_ms = self.status,
+            "create timings"
+        );
     }
 }
