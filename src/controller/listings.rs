@@ -15,7 +15,7 @@ use super::registry::ProviderKey;
 use crate::provider::{Listing, ProviderError, RemoteBackup, RemoteSnapshot, RemoteState};
 
 /// Snapshots and backups have separate limits and separate lists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Class {
     Snapshot,
     Backup,
@@ -85,7 +85,7 @@ pub struct ServerListing {
     pub fetched_at: jiff::Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServerKey {
     pub provider: ProviderKey,
     pub server: u64,

@@ -563,8 +563,19 @@ where
             .collect();
         futures::stream::iter(targets)
     });
+    // A server's resync clock rings for every object declared on it.
+    let on_server = index.clone();
+    let resyncs = index.clock().clone().rings().flat_map(move |server| {
+        let targets: Vec<ObjectRef<K>> = on_server
+            .on_server(&server)
+            .iter()
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect();
+        futures::stream::iter(targets)
+    });
     let fut = Controller::for_stream(stream, reader.clone())
         .reconcile_on(ready_changes)
+        .reconcile_on(resyncs)
         .with_config(cfg)
         // A provider turning Ready (or changing) wakes the objects that wait for it.
         .watches(

@@ -56,7 +56,13 @@ impl<K: RestorePoint> Act<'_, K> {
     }
 
     fn requeue(&self, r: Requeue) -> Action {
-        timing::requeue(r, self.handle)
+        let server = server_key(self.obj.as_ref());
+        let clock = K::index(self.ctx).map(|index| timing::ServerClock {
+            clock: index.clock(),
+            server: &server,
+            listed: self.facts.server.as_ref().map(|s| s.listing.fetched),
+        });
+        timing::requeue(r, self.handle, clock)
     }
 
     /// The server's lock, taken again when a create let it go.

@@ -34,6 +34,9 @@ pub enum Requeue {
     Poll,
     /// Settled: the resync interval.
     Resync,
+    /// Settled, after a restart: the server's first listing waits this long, so a fleet's
+    /// listings spread over a resync period instead of all arriving at once.
+    FirstListing(Duration),
     /// Waiting for a person: a slow re-check.
     Slow,
     After(Duration),
@@ -143,7 +146,7 @@ pub fn decide(f: &Facts) -> Step {
     let Some(srv) = &f.server else {
         let settled = v.provider_id.is_some() && v.phase == Some(Phase::Ready);
         if settled && let Some(wait) = f.first_listing_delay {
-            return Step::Keep(Requeue::After(wait));
+            return Step::Keep(Requeue::FirstListing(wait));
         }
         return Step::List(if settled {
             Freshness::Resync

@@ -230,7 +230,7 @@ fn the_listing_is_read_as_fresh_as_the_object_needs() {
     f.first_listing_delay = Some(Duration::from_secs(7));
     assert_eq!(
         decide(&f),
-        Step::Keep(Requeue::After(Duration::from_secs(7)))
+        Step::Keep(Requeue::FirstListing(Duration::from_secs(7)))
     );
     let mut creating = facts(view("a"));
     creating.first_listing_delay = Some(Duration::from_secs(7));

@@ -15,6 +15,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
 
 use super::kind::RestorePoint;
+use super::resync_clock::ResyncClock;
 use crate::api::{RestoreKind, RestorePhase, SourceSpec, VpsRestore};
 use crate::controller::listings::ServerKey;
 
@@ -110,6 +111,7 @@ pub enum Observed {
 pub struct Index<K: RestorePoint> {
     store: Store<K>,
     inner: Mutex<Inner<K>>,
+    clock: Arc<ResyncClock>,
 }
 
 impl<K: RestorePoint> Index<K> {
@@ -117,7 +119,13 @@ impl<K: RestorePoint> Index<K> {
         Index {
             store,
             inner: Mutex::default(),
+            clock: Arc::default(),
         }
+    }
+
+    /// When each server's settled objects are looked at again.
+    pub fn clock(&self) -> &Arc<ResyncClock> {
+        &self.clock
     }
 
     /// The watch's store (copies as the watch last delivered them).

@@ -18,6 +18,7 @@ pub mod kind;
 pub mod occupancy;
 pub mod reason;
 pub mod report;
+pub mod resync_clock;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,7 +96,7 @@ async fn run<K: RestorePoint>(
         };
         let Some(h) = handle else {
             // Only a Ready provider can be listed, and `decide` asks only then.
-            return Ok(super::timing::requeue(decide::Requeue::Slow, None));
+            return Ok(super::timing::requeue(decide::Requeue::Slow, None, None));
         };
         match facts::server(ctx, obj.as_ref(), h, &mut guard, need).await {
             Ok(server) => facts.server = Some(server),
