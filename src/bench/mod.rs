@@ -5,6 +5,7 @@
 //! the small statistics both print.
 //!
 //! Nothing here is used by the operator itself.
+pub mod apiserver;
 pub mod chaos;
 pub mod cluster;
 pub mod operator;
