@@ -407,7 +407,13 @@ fn after_eviction(f: &Facts) -> Step {
         Ownership::Found(item, _)
             if item.state != RemoteState::Gone && !srv.deleting.contains(&item.id) =>
         {
-            Step::FinishEviction { id: item.id }
+            // Held while it is the server's last completed restore point (see `slots`).
+            let (_, leaving) = slots(Some(v), srv, f.carries);
+            if leaving.contains(&item.id) {
+                Step::FinishEviction { id: item.id }
+            } else {
+                Step::Keep(Requeue::Resync)
+            }
         }
         Ownership::Found(..) => Step::Keep(Requeue::Resync),
         _ if !srv.listing.complete => Step::Keep(Requeue::Resync),
@@ -526,20 +532,35 @@ pub fn slots(
         }
     }
     let owner_of = |id: &str| owners.iter().find(|(i, _)| i == id).map(|(_, o)| *o);
-    let mut leaving = BTreeSet::new();
-    let mut slots = Vec::new();
-    for item in &srv.listing.items {
-        let owner = if item.automatic {
+    let owner_of_item = |item: &Item| {
+        if item.automatic {
             None
         } else {
             owner_of(&item.id)
-        };
-        let going = item.state == RemoteState::Gone
+        }
+    };
+    let evicted =
+        |item: &Item| owner_of_item(item).is_some_and(|o| o.phase == Some(Phase::Evicted));
+    let going_anyway = |item: &Item| {
+        item.state == RemoteState::Gone
             || srv.deleting.contains(&item.id)
-            || owner.is_some_and(|o| {
-                o.phase == Some(Phase::Evicted)
-                    || (o.deleting && o.deletion_policy == DeletionPolicy::Delete)
-            });
+            || owner_of_item(item)
+                .is_some_and(|o| o.deleting && o.deletion_policy == DeletionPolicy::Delete)
+    };
+    // An eviction was planned beside another completed restore point, but that one may have
+    // gone since (its user deleted it while the eviction was unfinished): an evicted, completed
+    // object is then held — its slot stays taken — until another completes.
+    let other_point_stays = srv
+        .listing
+        .items
+        .iter()
+        .any(|i| i.state == RemoteState::Ready && !going_anyway(i) && !evicted(i));
+    let mut leaving = BTreeSet::new();
+    let mut slots = Vec::new();
+    for item in &srv.listing.items {
+        let owner = owner_of_item(item);
+        let held = item.state == RemoteState::Ready && !other_point_stays;
+        let going = going_anyway(item) || (evicted(item) && !held);
         if going {
             leaving.insert(item.id.clone());
         }
