@@ -254,10 +254,10 @@ async fn six_declared_on_a_five_limit_server_settle_without_churn() {
     let w = World::new("limit", sim_config(&[500])).await;
     w.vps_rest_provider("acct", "good-token", json!({})).await;
     w.wait_ready::<VpsProvider>("acct", T).await;
+    // One at a time, so that s0 is the oldest at the provider: the eviction below goes by
+    // provider creation time, and concurrent creates may reach the provider in any order.
     for i in 0..5 {
         w.snapshot(&format!("s{i}"), "acct", 500, json!({})).await;
-    }
-    for i in 0..5 {
         w.wait_ready::<VpsSnapshot>(&format!("s{i}"), T).await;
     }
     w.snapshot("s5", "acct", 500, json!({})).await;
