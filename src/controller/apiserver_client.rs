@@ -1,4 +1,4 @@
-//! The operator's clients of the apiserver: writes multiplexed on one HTTP/2 connection,
+//! The operator's clients of the apiserver: writes multiplexed on a few HTTP/2 connections,
 //! watches on connections of their own.
 //!
 //! kube's default client speaks HTTP/1.1, where each request in flight holds a TLS connection
