@@ -64,30 +64,35 @@ expect_kinds() { # NAME WANT ARGS...: the sorted kind counts of the rendered out
 
 step "helm template --kube-version $kube_version"
 expect_kinds defaults \
-  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: Pod; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;"
+  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: MutatingAdmissionPolicy; 1 kind: MutatingAdmissionPolicyBinding; 1 kind: Pod; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;"
 expect_kinds "defaults without the helm test hook" \
-  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
+  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: MutatingAdmissionPolicy; 1 kind: MutatingAdmissionPolicyBinding; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
   --skip-tests
 expect_kinds watchNamespace \
-  " 1 kind: Deployment; 2 kind: Role; 2 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
+  " 1 kind: Deployment; 1 kind: MutatingAdmissionPolicy; 1 kind: MutatingAdmissionPolicyBinding; 2 kind: Role; 2 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
   --set watchNamespace=tenant-a --skip-tests
 expect_kinds "replicas=2 (PDB)" \
-  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: PodDisruptionBudget; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
+  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: MutatingAdmissionPolicy; 1 kind: MutatingAdmissionPolicyBinding; 1 kind: PodDisruptionBudget; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
   --set replicas=2 --skip-tests
 expect_kinds "serviceMonitor" \
-  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount; 1 kind: ServiceMonitor;" \
+  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: MutatingAdmissionPolicy; 1 kind: MutatingAdmissionPolicyBinding; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount; 1 kind: ServiceMonitor;" \
   --set serviceMonitor.enabled=true --skip-tests
 expect_kinds "rbac.aggregateToUserRoles (kubectl vpsnap users)" \
-  " 3 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
+  " 3 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: Deployment; 1 kind: MutatingAdmissionPolicy; 1 kind: MutatingAdmissionPolicyBinding; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount;" \
   --set rbac.aggregateToUserRoles=true --skip-tests
 expect_kinds "every monitoring opt-in" \
-  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: ConfigMap; 1 kind: Deployment; 1 kind: NetworkPolicy; 1 kind: PrometheusRule; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount; 1 kind: ServiceMonitor;" \
+  " 1 kind: ClusterRole; 1 kind: ClusterRoleBinding; 1 kind: ConfigMap; 1 kind: Deployment; 1 kind: MutatingAdmissionPolicy; 1 kind: MutatingAdmissionPolicyBinding; 1 kind: NetworkPolicy; 1 kind: PrometheusRule; 1 kind: Role; 1 kind: RoleBinding; 1 kind: Service; 1 kind: ServiceAccount; 1 kind: ServiceMonitor;" \
   --set serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true \
   --set networkPolicy.enabled=true --skip-tests
-expect_kinds "no leader election, no RBAC, no Service, no tests" \
+expect_kinds "no leader election, no RBAC, no Service, no tests, no admission policy" \
   " 1 kind: Deployment;" \
   --set leaderElection.enabled=false --set rbac.create=false --set serviceAccount.create=false \
-  --set serviceAccount.name=existing --set metrics.service.enabled=false --set tests.enabled=false
+  --set serviceAccount.name=existing --set metrics.service.enabled=false --set tests.enabled=false \
+  --set admissionPolicy.create=false
+if ! render --set watchNamespace=tenant-a --show-only templates/admission-policy.yaml >"$tmp/map" \
+  || ! grep -q "kubernetes.io/metadata.name: tenant-a" "$tmp/map"; then
+  bad "with watchNamespace the admission policy binding is not limited to that namespace"
+fi
 if ! render --set prometheusRule.enabled=true --set 'prometheusRule.disabledAlerts={VpsnapScheduleRunsMissed}' \
   --set prometheusRule.for.VpsnapLimitReached=4h --set prometheusRule.additionalLabels.team=platform >"$tmp/rules" \
   || grep -q VpsnapScheduleRunsMissed "$tmp/rules" || ! grep -q "for: 4h" "$tmp/rules" || ! grep -q "team: platform" "$tmp/rules"; then

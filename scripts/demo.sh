@@ -38,6 +38,9 @@ export KUBECONFIG="$kubeconfig"
 echo "==> installing the CRDs"
 kubectl apply --server-side -f deploy/crds/ >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+# As the chart installs it: snapshots and backups are born with their cleanup finalizer.
+"$bin/helm" template vpsnap charts/vpsnap --show-only templates/admission-policy.yaml \
+  | kubectl apply --server-side -f - >/dev/null
 
 echo "==> starting the provider simulator on 127.0.0.1:$sim_port"
 "$vpsnap" sim --listen "127.0.0.1:$sim_port" --servers 12345,5203773 --create-delay 3s \

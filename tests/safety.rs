@@ -45,8 +45,10 @@ async fn a_hand_made_snapshot_is_never_adopted_by_name() {
     let st = conflict.status.clone().unwrap();
     assert_eq!(st.provider_id, None, "nothing adopted: {st:?}");
     assert!(
-        conflict.finalizers().is_empty(),
-        "owns nothing at the provider, so nothing holds its deletion"
+        !conflict
+            .annotations()
+            .contains_key("vpsnap.dev/create-requested-at"),
+        "no create was ever sent for it, so its deletion (below) waits for nothing"
     );
 
     // Two objects naming the same snapshot on one server: one creates, the other conflicts.
@@ -332,6 +334,68 @@ async fn an_unusable_provider_interval_is_reported() {
         .await;
     let (_, _, message) = condition(&p, "Ready").unwrap();
     assert!(message.contains("spec.pollInterval"), "{message}");
+    w.stop().await;
+}
+
+/// Defect 8: a deletion the apiserver decided on before the operator's claim added the
+/// finalizer removes the object anyway (kubernetes/kubernetes#77988) — the create the claim
+/// let through must not stay behind at the provider. The webhook holds the DELETE inside the
+/// apiserver after it read the object without finalizers; the operator claims and creates
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_decided_before_the_claim_leaves_nothing_at_the_provider() {
+    let w = World::new("delrace", sim_config(&[195])).await;
+    // The provider does not exist yet: the object waits, owning nothing.
+    w.snapshot("victim", "acct", 195, json!({})).await;
+    w.wait_reason::<VpsSnapshot>("victim", "Ready", "False", "ProviderNotFound", T)
+        .await;
+    let gate =
+        delete_gate::DeleteGate::start(&w.client, &w.ns.name, "vpssnapshots", "victim").await;
+    // The webhook takes effect once the apiserver has loaded it: probe until it answers.
+    let snaps = w.ns.api::<VpsSnapshot>();
+    for i in 0.. {
+        let probe = format!("probe-{i}");
+        w.snapshot(&probe, "absent", 195, json!({})).await;
+        snaps
+            .delete(&probe, &DeleteParams::default())
+            .await
+            .unwrap();
+        if gate.saw_delete_of(&probe) {
+            break;
+        }
+        assert!(i < 600, "the webhook never took effect");
+    }
+    let deletion = tokio::spawn({
+        let snaps = snaps.clone();
+        async move { snaps.delete("victim", &DeleteParams::default()).await }
+    });
+    gate.wait_for_delete_of("victim", T).await;
+    // The apiserver has read the object; now the operator gets to work on it.
+    w.vps_rest_provider("acct", "good-token", json!({})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    while !w.sim.record().creates.iter().any(|c| c.server == 195) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator sent no create while the deletion waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gate.open();
+    deletion.await.unwrap().expect("the deletion goes through");
+    wait_gone(&snaps, "victim", T).await;
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let left: Vec<u64> = w.sim.snapshots(195).iter().map(|s| s.id).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted object's snapshot stayed at the provider: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gate.remove().await;
     w.stop().await;
 }
 

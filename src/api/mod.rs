@@ -1,4 +1,5 @@
 //! Custom resource types of the `vpsnap.dev/v1alpha1` API, one module per kind.
+pub mod admission;
 mod backup;
 mod common;
 pub mod conditions;

@@ -10,7 +10,7 @@ use kube::api::{
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{self, ApiGroup};
-use kube::{Client, Config, Resource};
+use kube::{Client, Config, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -73,14 +73,116 @@ pub async fn install_crds(client: &Client) -> Result<Vec<String>> {
     Ok(installed.into_iter().map(|(_, kind)| kind).collect())
 }
 
-/// Creates `prefix-<random>`.
+/// Creates `prefix-<random>`, with objects born with the cleanup finalizer as the chart
+/// installs them (see `bind_cleanup_finalizer`).
 pub async fn create_namespace(client: &Client, prefix: &str) -> Result<String> {
     let name = format!("{prefix}-{:08x}", rand::random::<u32>());
     let api: Api<Namespace> = Api::all(client.clone());
     let mut ns = Namespace::default();
     ns.metadata.name = Some(name.clone());
     api.create(&PostParams::default(), &ns).await?;
+    if !bind_cleanup_finalizer(client, &name, POLICY).await? {
+        eprintln!(
+            "warning: the apiserver does not serve MutatingAdmissionPolicy; objects in {name} get their finalizer from the operator"
+        );
+    }
     Ok(name)
+}
+
+/// The cleanup-finalizer policy as the bench and the chaos harness install it.
+pub const POLICY: &str = "vpsnap-bench-cleanup-finalizer";
+
+fn admission_api(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let ar = ApiResource {
+        group: "admissionregistration.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "admissionregistration.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    Api::all_with(client.clone(), &ar)
+}
+
+/// Installs the cleanup-finalizer `MutatingAdmissionPolicy` named `policy` (idempotent), binds
+/// it to `ns` only, and waits until the apiserver applies it to new objects. `Ok(false)`: the
+/// apiserver does not serve the API.
+pub async fn bind_cleanup_finalizer(client: &Client, ns: &str, policy: &str) -> Result<bool> {
+    use crate::api::admission;
+    let pp = PatchParams::apply(MANAGER).force();
+    let applied = admission_api(
+        client,
+        "MutatingAdmissionPolicy",
+        "mutatingadmissionpolicies",
+    )
+    .patch(
+        policy,
+        &pp,
+        &Patch::Apply(admission::cleanup_finalizer_policy(policy)),
+    )
+    .await;
+    match applied {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(false),
+        Err(e) => return Err(format!("installing {policy}: {e}").into()),
+    }
+    let binding = binding_name(policy, ns);
+    admission_api(
+        client,
+        "MutatingAdmissionPolicyBinding",
+        "mutatingadmissionpolicybindings",
+    )
+    .patch(
+        &binding,
+        &pp,
+        &Patch::Apply(admission::cleanup_finalizer_binding(
+            &binding,
+            policy,
+            Some(ns),
+        )),
+    )
+    .await
+    .map_err(|e| format!("binding {policy} to {ns}: {e}"))?;
+    // The apiserver loads policies and bindings through its own informers: probe with dry-run
+    // creates (they pass mutating admission) until the finalizer shows.
+    let api: Api<VpsSnapshot> = Api::namespaced(client.clone(), ns);
+    let mut manifest = snapshot_manifest("admission-probe", "none", 1, serde_json::json!({}));
+    manifest["apiVersion"] = VpsSnapshot::api_version(&()).into();
+    manifest["kind"] = VpsSnapshot::kind(&()).into();
+    let probe: VpsSnapshot = serde_json::from_value(manifest)?;
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let made = api.create(&dry, &probe).await?;
+        if made
+            .finalizers()
+            .iter()
+            .any(|f| f == admission::CLEANUP_FINALIZER)
+        {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{policy} did not take effect in {ns} within 60 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn binding_name(policy: &str, ns: &str) -> String {
+    format!("{policy}-{ns}")
+}
+
+/// Removes `ns`'s binding of `policy` (bindings are cluster-scoped and outlive namespaces).
+pub async fn unbind_cleanup_finalizer(client: &Client, ns: &str, policy: &str) {
+    let _ = admission_api(
+        client,
+        "MutatingAdmissionPolicyBinding",
+        "mutatingadmissionpolicybindings",
+    )
+    .delete(&binding_name(policy, ns), &DeleteParams::default())
+    .await;
 }
 
 /// The `vpsnap.dev` kinds the cluster serves, with their API resources (from discovery, so
@@ -150,6 +252,7 @@ pub async fn delete_namespace(client: &Client, ns: &str) {
         }
         Err(e) => eprintln!("cleanup: discovery of {}: {e}", crate::api::GROUP),
     }
+    unbind_cleanup_finalizer(client, ns, POLICY).await;
     let api: Api<Namespace> = Api::all(client.clone());
     if let Err(e) = api.delete(ns, &DeleteParams::default()).await {
         eprintln!("cleanup: deleting namespace {ns}: {e}");

@@ -3,6 +3,8 @@
 //! last saw, and the operator run as a real process.
 #![allow(dead_code)]
 
+pub mod delete_gate;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -58,6 +60,27 @@ pub async fn install_crds(client: &Client) {
         )
         .await;
     }
+}
+
+/// The cleanup-finalizer `MutatingAdmissionPolicy` the chart installs, under a name of the
+/// tests' own. It acts only in namespaces bound to it.
+pub const TEST_POLICY: &str = "vpsnap-tests-cleanup-finalizer";
+
+/// Binds the cleanup-finalizer policy to `namespace`, as the chart does for the namespaces its
+/// operator watches, once the apiserver applies it to new objects.
+pub async fn bind_cleanup_finalizer(client: &Client, namespace: &str) {
+    let served = vpsnap::bench::cluster::bind_cleanup_finalizer(client, namespace, TEST_POLICY)
+        .await
+        .expect("bind the cleanup-finalizer policy");
+    assert!(
+        served,
+        "the test control plane serves MutatingAdmissionPolicy (1.37)"
+    );
+}
+
+/// Removes `namespace`'s binding (bindings are cluster-scoped and outlive the namespace).
+pub async fn unbind_cleanup_finalizer(client: &Client, namespace: &str) {
+    vpsnap::bench::cluster::unbind_cleanup_finalizer(client, namespace, TEST_POLICY).await;
 }
 
 /// A namespace that exists for one test.
@@ -375,6 +398,8 @@ impl World {
         let client = client().await;
         install_crds(&client).await;
         let ns = TestNamespace::new(&client, prefix).await;
+        // As installed: objects are born with the cleanup finalizer.
+        bind_cleanup_finalizer(&client, &ns.name).await;
         let sim = simulator(config).await;
         let operator = Some(Operator::start(&ns.name).await);
         Self {
@@ -510,6 +535,7 @@ impl World {
         if let Some(op) = self.operator.take() {
             op.kill().await;
         }
+        unbind_cleanup_finalizer(&self.client, &self.ns.name).await;
         self.ns.delete().await;
     }
 }

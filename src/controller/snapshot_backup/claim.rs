@@ -18,7 +18,7 @@ use kube::{Resource, ResourceExt};
 use super::kind::RestorePoint;
 use crate::api::CreateIntent;
 
-pub const FINALIZER: &str = "vpsnap.dev/cleanup";
+pub const FINALIZER: &str = crate::api::admission::CLEANUP_FINALIZER;
 /// When vpsnap last sent (or was about to send) the create call, RFC 3339.
 pub const CREATE_REQUESTED_AT: &str = "vpsnap.dev/create-requested-at";
 

@@ -729,13 +729,16 @@ pub fn decide_cleanup(f: &Facts) -> CleanupStep {
             retained: v.provider_id.clone(),
         };
     }
+    // No create was ever sent for it (the intent is recorded before one is) and it names no
+    // provider object: nothing to look for. Objects carry the finalizer from admission, so
+    // this is most deletions of objects that never got to the provider.
+    if v.provider_id.is_none() && v.import_id.is_none() && v.intent.is_none() {
+        return CleanupStep::Release { retained: None };
+    }
     match &f.provider {
         // Nothing of this kind ever reached the provider.
         ProviderFacts::Unsupported { .. } => return CleanupStep::Release { retained: None },
         ProviderFacts::Missing { name } | ProviderFacts::NotReady { name, .. } => {
-            if v.provider_id.is_none() && v.import_id.is_none() && v.intent.is_none() {
-                return CleanupStep::Release { retained: None };
-            }
             return CleanupStep::Hold(Verdict::new(
                 Reason::DeletionBlocked,
                 format!(

@@ -793,6 +793,17 @@ fn deletion_table() {
         decide_cleanup(&facts(deleting(settled("a", "1")))),
         CleanupStep::List
     );
+    // Born with the finalizer (admission) and never sent a create: released without a
+    // listing, whatever the provider's state.
+    assert_eq!(
+        decide_cleanup(&facts(deleting(view("a")))),
+        CleanupStep::Release { retained: None }
+    );
+    let sent = ObjectView {
+        intent: Some(t(1_000)),
+        ..view("a")
+    };
+    assert_eq!(decide_cleanup(&facts(deleting(sent))), CleanupStep::List);
     let found = on_server(
         facts(deleting(settled("a", "1"))),
         vec![item("1", "a-marker", Ready, 0)],
