@@ -189,16 +189,10 @@ impl<K: RestorePoint> Index<K> {
         let mut inner = self.inner.lock().expect("index lock");
         // Under the lock, so a watch event applied meanwhile is either seen here or drops
         // the overlay right after.
-        if self.cached(&key).and_then(|c| c.resource_version()) == now {
+        let cached = self.cached(&key).and_then(|c| c.resource_version());
+        if cached == now {
             inner.overlays.remove(&key);
             return;
-        }
-        if let (Writer::Itself, Some(now)) = (by, &now) {
-            inner
-                .echoes
-                .entry(key.clone())
-                .or_default()
-                .push(now.clone());
         }
         let mut superseded = Vec::new();
         if let Some(previous) = inner.overlays.remove(&key) {
@@ -209,6 +203,19 @@ impl<K: RestorePoint> Index<K> {
         superseded.retain(|s| Some(s) != now.as_ref());
         superseded.sort();
         superseded.dedup();
+        // The write was conditional on `seen`, so `now` is the version right after it. A cached
+        // version that is neither `now` nor one known to be older came after `now`: the watch
+        // delivered this write and more before its answer got here. The cache is the latest.
+        if cached.is_some_and(|c| !superseded.contains(&c)) {
+            return;
+        }
+        if let (Writer::Itself, Some(now)) = (by, &now) {
+            inner
+                .echoes
+                .entry(key.clone())
+                .or_default()
+                .push(now.clone());
+        }
         inner.overlays.insert(
             key,
             Overlay {
@@ -542,6 +549,28 @@ mod tests {
         // Someone else writes after us: their version is the latest.
         f.feed(Event::Apply(snap("a", 1, "13")));
         assert_eq!(f.rv("a").as_deref(), Some("13"));
+    }
+
+    #[test]
+    fn a_write_answered_after_the_watch_moved_past_it_does_not_hide_the_newer_version() {
+        let mut f = Fed::new();
+        f.feed(Event::Apply(snap("a", 1, "14")));
+        // Our write (14 → 15) and a deletion mark after it (16) both come by the watch before
+        // the write's answer does.
+        f.feed(Event::Apply(snap("a", 1, "15")));
+        f.feed(Event::Apply(snap("a", 1, "16")));
+        f.index
+            .record_write(Some("14"), snap("a", 1, "15"), Writer::Itself);
+        assert_eq!(f.rv("a").as_deref(), Some("16"));
+        assert_eq!(
+            f.feed(Event::Apply(snap("a", 1, "17"))),
+            Observed::News,
+            "nothing left that could take a later version for an echo"
+        );
+        // Our next write, on the latest version, overlays until the watch catches up again.
+        f.index
+            .record_write(Some("17"), snap("a", 1, "18"), Writer::Itself);
+        assert_eq!(f.rv("a").as_deref(), Some("18"));
     }
 
     #[test]
