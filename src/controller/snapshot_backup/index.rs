@@ -7,6 +7,9 @@
 //! recorded here as an overlay over the cached copy. The overlay stands until the watch
 //! delivers a version that is not one of those it is known to supersede (the watch caught
 //! up, or someone else wrote since) — resource versions are only ever compared for equality.
+//! Every write is conditional on the version it saw, so the written version directly follows
+//! it: an answer that arrives after the watch already delivered the write (and maybe more)
+//! finds a cached version it does not know as older, and leaves no overlay.
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -571,6 +574,73 @@ mod tests {
         f.index
             .record_write(Some("17"), snap("a", 1, "18"), Writer::Itself);
         assert_eq!(f.rv("a").as_deref(), Some("18"));
+    }
+
+    /// One step of a run: the apiserver's history of one object, the watch behind it, and
+    /// this process writing on the version it knows.
+    #[derive(Clone, Debug)]
+    enum Move {
+        /// The watch delivers the next version.
+        Deliver,
+        /// Someone else writes.
+        OtherWrite,
+        /// This process writes, conditional on the latest version it knows (a conflict when
+        /// that is not the apiserver's).
+        OwnWrite,
+        /// The answer of this process's write arrives.
+        Answer,
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// Whatever the order of watch events and write answers, the latest version known is
+        /// never older than the watch's copy, never newer than the apiserver's, and never
+        /// older than this process's own answered write.
+        #[test]
+        fn the_latest_version_known_never_goes_back(moves in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just(Move::Deliver),
+                proptest::strategy::Just(Move::OtherWrite),
+                proptest::strategy::Just(Move::OwnWrite),
+                proptest::strategy::Just(Move::Answer),
+            ],
+            1..60,
+        )) {
+            let mut f = Fed::new();
+            f.feed(Event::Apply(snap("a", 1, "1")));
+            let (mut server, mut delivered, mut answered) = (1u64, 1u64, 0u64);
+            let mut pending: Option<(u64, u64)> = None;
+            let latest = |f: &Fed| f.rv("a").and_then(|v| v.parse::<u64>().ok()).unwrap();
+            for m in moves {
+                match m {
+                    Move::Deliver if delivered < server => {
+                        delivered += 1;
+                        f.feed(Event::Apply(snap("a", 1, &delivered.to_string())));
+                    }
+                    Move::OtherWrite => server += 1,
+                    Move::OwnWrite if pending.is_none() && latest(&f) == server => {
+                        server += 1;
+                        pending = Some((server - 1, server));
+                    }
+                    Move::Answer => {
+                        if let Some((seen, written)) = pending.take() {
+                            f.index.record_write(
+                                Some(&seen.to_string()),
+                                snap("a", 1, &written.to_string()),
+                                Writer::Itself,
+                            );
+                            answered = written;
+                        }
+                    }
+                    _ => {}
+                }
+                let l = latest(&f);
+                proptest::prop_assert!(l >= delivered, "latest {l} behind the watch's {delivered}");
+                proptest::prop_assert!(l <= server, "latest {l} ahead of the apiserver's {server}");
+                proptest::prop_assert!(l >= answered, "latest {l} behind our answered write {answered}");
+            }
+        }
     }
 
     #[test]
