@@ -441,3 +441,61 @@ async fn invalid_references_end_in_conditions_not_crash_loops() {
     wait_gone(&w.ns.api::<VpsSnapshot>(), "ghost-server", T).await;
     w.stop().await;
 }
+
+/// A restart (or a takeover) does not step Ready objects back to `ProviderNotFound` while the
+/// new process has not judged their provider yet: the VpsProvider exists, it is only not
+/// looked at. Here the new process's credential check answers late, so every object is
+/// reconciled before its provider is judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_ready_objects_ready_while_their_provider_is_judged_again() {
+    let mut w = World::new("rejudge", sim_config(&[197])).await;
+    w.vps_rest_provider("acct", "good-token", json!({})).await;
+    w.wait_ready::<VpsProvider>("acct", T).await;
+    w.snapshot("s", "acct", 197, json!({})).await;
+    let ready: VpsSnapshot = w.wait_ready("s", T).await;
+    let checks_before = calls(&w.sim, "vps_rest.account.me");
+    w.sim.set_faults(Faults {
+        latency: Duration::from_secs(3),
+        ..Faults::default()
+    });
+    w.restart_operator().await;
+    // The new process asked the provider who it is (the answer is 3 s away) ...
+    let deadline = std::time::Instant::now() + T;
+    while calls(&w.sim, "vps_rest.account.me") <= checks_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no credential check after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and has reconciled the snapshot meanwhile.
+    let op = w.operator.as_ref().expect("operator running");
+    loop {
+        let text = op.metrics().await;
+        if text
+            .lines()
+            .any(|l| l.starts_with("vpsnap_reconciles_total") && l.contains("VpsSnapshot"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot was never reconciled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = w.ns.api::<VpsSnapshot>().get("s").await.unwrap();
+    assert!(
+        has_condition(&now, "Ready", "True", None),
+        "a restart stepped the object back: {:?}",
+        now.status
+    );
+    assert_eq!(
+        now.resource_version(),
+        ready.resource_version(),
+        "nothing to write: {:?}",
+        now.status
+    );
+    w.sim.set_faults(Faults::default());
+    w.stop().await;
+}

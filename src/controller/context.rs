@@ -1,14 +1,16 @@
 //! State shared by every reconciler.
 use std::sync::{Arc, OnceLock};
 
+use futures::FutureExt;
 use kube::Client;
+use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::backoff::Backoff;
 use super::fencing::{LeaseFence, Timings};
 use super::listings::Listings;
-use super::registry::Registry;
+use super::registry::{Lookup, ProviderKey, Registry};
 use super::snapshot_backup::facts::Sent;
 use super::snapshot_backup::index::{Index, RestoreUses};
 use crate::api::{VpsBackup, VpsProvider, VpsRestore, VpsSnapshot};
@@ -65,6 +67,30 @@ impl Context {
             restores: OnceLock::new(),
             restore_uses: OnceLock::new(),
         })
+    }
+
+    /// The provider `key` as the object controllers may act on it: the registry's judgement,
+    /// or `Unjudged` while a VpsProvider that exists (and is not being deleted) has none yet —
+    /// or while the providers' cache is not filled, so whether it exists is not known.
+    pub fn lookup_provider(&self, key: &ProviderKey) -> Lookup {
+        match self.registry.lookup(key) {
+            Lookup::Missing if self.provider_may_exist(key) => Lookup::Unjudged,
+            judged => judged,
+        }
+    }
+
+    fn provider_may_exist(&self, (ns, name): &ProviderKey) -> bool {
+        let Some(store) = self.providers.get() else {
+            return true;
+        };
+        let synced = store
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|r| r.is_ok());
+        !synced
+            || store
+                .get(&ObjectRef::new(name).within(ns))
+                .is_some_and(|p| p.meta().deletion_timestamp.is_none())
     }
 
     /// Publishes an Event; a failure to publish is logged, never fatal.

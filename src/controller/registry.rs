@@ -34,6 +34,10 @@ pub struct ProviderHandle {
 pub enum Lookup {
     Ready(ProviderHandle),
     NotReady(String),
+    /// The VpsProvider exists but this process has not judged it yet (it just started or
+    /// took over). "Not found" would step Ready objects back; its judgement reconciles every
+    /// object of it (`Registry::changes`).
+    Unjudged,
     Missing,
 }
 

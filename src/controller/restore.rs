@@ -209,7 +209,7 @@ pub fn decide(f: &Facts) -> Step {
         ProviderFacts::Missing => {
             return Step::Wait(Wait::pending(
                 "ProviderNotFound",
-                "the VpsProvider named in spec.providerRef does not exist in this namespace (or is not reconciled yet); waiting".into(),
+                "the VpsProvider named in spec.providerRef does not exist in this namespace; waiting".into(),
                 true,
             ));
         }
@@ -723,7 +723,10 @@ async fn reconcile_fresh(cached: &VpsRestore, ctx: &Context) -> Result<Action, E
     }
 
     let provider_key = (ns.clone(), obj.spec.provider_ref.name.clone());
-    let (provider, handle) = match ctx.registry.lookup(&provider_key) {
+    let (provider, handle) = match ctx.lookup_provider(&provider_key) {
+        // Not judged by this process yet (a start or a takeover): its judgement reconciles
+        // this restore; "not found" now would step its status back.
+        Lookup::Unjudged => return Ok(Action::requeue(Duration::from_secs(30))),
         Lookup::Missing => (ProviderFacts::Missing, None),
         Lookup::NotReady(why) => (ProviderFacts::NotReady(why), None),
         Lookup::Ready(h) => (

@@ -356,6 +356,7 @@ impl<K: RestorePoint> Act<'_, K> {
     pub async fn cleanup(self, step: CleanupStep) -> Result<Action, Error> {
         match step {
             CleanupStep::List => Ok(Action::requeue(Duration::from_secs(1))),
+            CleanupStep::Wait => Ok(self.requeue(decide::Requeue::Slow)),
             CleanupStep::Release { retained } => {
                 if let Some(id) = retained {
                     self.ctx

@@ -177,7 +177,7 @@ fn unusable_provider(f: &Facts) -> Step {
         ProviderFacts::Missing { name } => report(
             Reason::ProviderNotFound,
             format!(
-                "VpsProvider {name:?} (spec.providerRef.name) does not exist in this namespace or is not reconciled yet"
+                "VpsProvider {name:?} (spec.providerRef.name) does not exist in this namespace"
             ),
             Requeue::Slow,
         ),
@@ -194,6 +194,8 @@ fn unusable_provider(f: &Facts) -> Step {
             ),
             Requeue::Never,
         ),
+        // Its judgement reconciles this object; the status stays as it is meanwhile.
+        ProviderFacts::Unjudged => Step::Keep(Requeue::Slow),
         ProviderFacts::Ready { .. } => Step::Keep(Requeue::Poll),
     }
 }
@@ -710,6 +712,8 @@ impl Facts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CleanupStep {
     List,
+    /// Nothing can be decided yet (the provider is not judged): look again later, write nothing.
+    Wait,
     /// Remove the finalizer; `retained`: the provider object left in place.
     Release {
         retained: Option<String>,
@@ -738,6 +742,7 @@ pub fn decide_cleanup(f: &Facts) -> CleanupStep {
     match &f.provider {
         // Nothing of this kind ever reached the provider.
         ProviderFacts::Unsupported { .. } => return CleanupStep::Release { retained: None },
+        ProviderFacts::Unjudged => return CleanupStep::Wait,
         ProviderFacts::Missing { name } | ProviderFacts::NotReady { name, .. } => {
             return CleanupStep::Hold(Verdict::new(
                 Reason::DeletionBlocked,

@@ -780,6 +780,13 @@ fn deletion_table() {
             ..
         })
     ));
+    // Not judged by this process yet: nothing is written or released meanwhile.
+    let mut unjudged = facts(deleting(settled("a", "1")));
+    unjudged.provider = ProviderFacts::Unjudged;
+    assert_eq!(decide_cleanup(&unjudged), CleanupStep::Wait);
+    let mut ready_unjudged = facts(settled("a", "1"));
+    ready_unjudged.provider = ProviderFacts::Unjudged;
+    assert_eq!(decide(&ready_unjudged), Step::Keep(Requeue::Slow));
     let mut unsupported = facts(deleting(settled("a", "1")));
     unsupported.provider = ProviderFacts::Unsupported {
         name: "p".into(),

@@ -67,6 +67,9 @@ pub enum ProviderFacts {
     Missing {
         name: String,
     },
+    /// It exists but this process has not judged it yet (a start or a takeover): nothing to
+    /// say or do until it has.
+    Unjudged,
     NotReady {
         name: String,
         why: String,
@@ -128,6 +131,7 @@ impl Facts {
             Lookup::Missing => ProviderFacts::Missing {
                 name: provider_name,
             },
+            Lookup::Unjudged => ProviderFacts::Unjudged,
             Lookup::NotReady(why) => ProviderFacts::NotReady {
                 name: provider_name,
                 why: why.clone(),
