@@ -460,30 +460,30 @@ async fn a_restart_keeps_ready_objects_ready_while_their_provider_is_judged_agai
     });
     w.restart_operator().await;
     // The new process asked the provider who it is (the answer is 3 s away) ...
-    let deadline = std::time::Instant::now() + T;
-    while calls(&w.sim, "vps_rest.account.me") <= checks_before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no credential check after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("a credential check after the restart", T, || async {
+        match calls(&w.sim, "vps_rest.account.me") {
+            n if n > checks_before => Ok(()),
+            n => Err(format!("{n} checks")),
+        }
+    })
+    .await;
     // ... and has reconciled the snapshot meanwhile.
     let op = w.operator.as_ref().expect("operator running");
-    loop {
-        let text = op.metrics().await;
-        if text
-            .lines()
-            .any(|l| l.starts_with("vpsnap_reconciles_total") && l.contains("VpsSnapshot"))
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the snapshot was never reconciled"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "the snapshot is reconciled after the restart",
+        T,
+        || async {
+            let text = op.metrics().await;
+            match text
+                .lines()
+                .any(|l| l.starts_with("vpsnap_reconciles_total") && l.contains("VpsSnapshot"))
+            {
+                true => Ok(()),
+                false => Err("no VpsSnapshot reconcile in /metrics".into()),
+            }
+        },
+    )
+    .await;
     let now = w.ns.api::<VpsSnapshot>().get("s").await.unwrap();
     assert!(
         has_condition(&now, "Ready", "True", None),

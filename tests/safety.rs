@@ -372,29 +372,34 @@ async fn a_deletion_decided_before_the_claim_leaves_nothing_at_the_provider() {
     gate.wait_for_delete_of("victim", T).await;
     // The apiserver has read the object; now the operator gets to work on it.
     w.vps_rest_provider("acct", "good-token", json!({})).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
-    while !w.sim.record().creates.iter().any(|c| c.server == 195) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the operator sent no create while the deletion waited"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Well inside the webhook's 30 s, so the DELETE is still held when it happens.
+    wait_until(
+        "the operator sends a create while the deletion waits",
+        Duration::from_secs(25),
+        || async {
+            let creates = w.sim.record().creates;
+            match creates.iter().any(|c| c.server == 195) {
+                true => Ok(()),
+                false => Err(format!("{} creates elsewhere", creates.len())),
+            }
+        },
+    )
+    .await;
     gate.open();
     deletion.await.unwrap().expect("the deletion goes through");
     wait_gone(&snaps, "victim", T).await;
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let left: Vec<u64> = w.sim.snapshots(195).iter().map(|s| s.id).collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the deleted object's snapshot stayed at the provider: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "the deleted object's snapshot goes from the provider",
+        T,
+        || async {
+            let left: Vec<u64> = w.sim.snapshots(195).iter().map(|s| s.id).collect();
+            match left.is_empty() {
+                true => Ok(()),
+                false => Err(format!("still at the provider: {left:?}")),
+            }
+        },
+    )
+    .await;
     gate.remove().await;
     w.stop().await;
 }

@@ -149,14 +149,15 @@ impl DeleteGate {
 
     /// Waits until a DELETE of `name` reaches the webhook (panics after `timeout`).
     pub async fn wait_for_delete_of(&self, name: &str, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !self.saw_delete_of(name) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no DELETE of {name} reached the webhook within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("a DELETE of {name} reaches the webhook");
+        super::wait_until(&what, timeout, || async {
+            if self.saw_delete_of(name) {
+                Ok(())
+            } else {
+                Err(format!("{:?}", self.seen.lock().unwrap().deletes))
+            }
+        })
+        .await;
     }
 
     /// Lets every held DELETE (and any later one) through.

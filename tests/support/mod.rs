@@ -143,6 +143,25 @@ impl TestNamespace {
     }
 }
 
+/// Polls `check` until it says `Ok`; after `timeout` panics naming `what` and the last thing
+/// `check` saw. For conditions no watch can see (simulator records, metrics, webhook calls).
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("{what}: not within {timeout:?}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// Waits (on a watch of `name`) until `pred` holds; on timeout panics with the last object seen.
 pub async fn wait_for<K, F>(api: &Api<K>, name: &str, timeout: Duration, pred: F) -> K
 where
