@@ -3,6 +3,7 @@
 //! Watch event → `Controller` → `provider::reconcile` (accounts),
 //! `snapshot_backup::reconcile` (snapshots, backups: index → facts → decide → act),
 //! `schedule::reconcile`, `restore::reconcile` → `plan` (pure) → `crate::provider` (HTTP).
+pub mod apiserver_client;
 pub mod backoff;
 pub mod context;
 pub mod fencing;

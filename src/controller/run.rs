@@ -55,8 +55,9 @@ pub struct ControllerArgs {
     /// How long a provider may take to list an object it just created.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub provider_list_lag: std::time::Duration,
-    /// Reconciles running at once, per kind.
-    #[arg(long, default_value_t = 16)]
+    /// Reconciles running at once, per kind. They wait on apiserver writes most of their time,
+    /// and writes share a few HTTP/2 connections, so many cost little memory.
+    #[arg(long, default_value_t = 64)]
     pub concurrency: u16,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "VPSNAP_LOG_FORMAT")]
@@ -91,12 +92,14 @@ impl ControllerArgs {
 
 pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = logging::init(args.log_format, &args.telemetry)?;
-    let client = Client::try_default().await?;
+    let clients = super::apiserver_client::infer().await?;
+    let watches = clients.watches;
+    let writes = clients.writes;
     let metrics = Metrics::new();
     let timings = args.timings();
-    let leader = super::leader::Leadership::start(&client, &args, timings).await?;
+    let leader = super::leader::Leadership::start(&writes, &args, timings).await?;
     let ctx = Context::new(
-        client.clone(),
+        writes.clone(),
         metrics.clone(),
         std::env::var("POD_NAME").ok(),
         timings,
@@ -152,10 +155,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
 
     // Providers: also woken when a referenced Secret changes (metadata only: no Secret data
     // is ever cached, and memory does not grow with the cluster's Secrets).
-    let (provider_stream, provider_reader) = cached::<VpsProvider>(&client, ns);
+    let (provider_stream, provider_reader) = cached::<VpsProvider>(&watches, ns);
     let _ = ctx.providers.set(provider_reader.clone());
     let secret_trigger = watcher(
-        api::<PartialObjectMeta<Secret>>(&client, ns),
+        api::<PartialObjectMeta<Secret>>(&watches, ns),
         watcher::Config::default(),
     )
     .default_backoff()
@@ -185,14 +188,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
     // restore-point controllers' caches instead of opening watches of their own (each watch
     // costs the apiserver a copy of every event).
     let (snapshots, snapshot_index, [snapshots_for_schedules, snapshots_for_restores]) =
-        restore_point_controller::<VpsSnapshot, _>(&client, ns, &ctx, cfg.clone(), shutdown());
+        restore_point_controller::<VpsSnapshot, _>(&watches, ns, &ctx, cfg.clone(), shutdown());
     let snapshot_reader = snapshot_index.store().clone();
     let _ = ctx.snapshots.set(snapshot_index);
     let (backups, backup_index, [backups_for_schedules, backups_for_restores]) =
-        restore_point_controller::<VpsBackup, _>(&client, ns, &ctx, cfg.clone(), shutdown());
+        restore_point_controller::<VpsBackup, _>(&watches, ns, &ctx, cfg.clone(), shutdown());
     let backup_reader = backup_index.store().clone();
     let schedules = schedule_controller(
-        &client,
+        &watches,
         ns,
         &ctx,
         cfg.clone(),
@@ -200,7 +203,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
         shutdown(),
     );
     let restores = restore_controller(
-        &client,
+        &watches,
         ns,
         &ctx,
         cfg.clone(),
@@ -227,7 +230,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>>
 
     // What fills each server, for `kubectl vpsnap servers` and `why`: from the caches only.
     let occupancy = super::occupancy::run(
-        client.clone(),
+        writes,
         Arc::new(super::occupancy::ContextSource(ctx.clone())),
         shutdown(),
     );
