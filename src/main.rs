@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 
 /// jemalloc rather than glibc's malloc: the operator's peak is a relist of every object after a
 /// start plus a pass over every server, and glibc kept much of what those freed (measured in
-/// `vpsnap-bench` on the HTTP/2 build since reverted, back to back with 13,000 objects: peak
-/// RSS 79.8 → 77.9 MiB, steady 67.8 → 62.1 MiB; README, "Scale and resilience, measured").
+/// `vpsnap-bench`, back to back with 13,000 objects: peak RSS 79.8 → 77.9 MiB, steady
+/// 67.8 → 62.1 MiB; README, "Scale and resilience, measured").
 #[cfg(all(target_os = "linux", not(target_env = "musl")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
