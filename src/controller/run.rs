@@ -576,9 +576,14 @@ where
             .collect();
         futures::stream::iter(targets)
     });
+    // News the watch delivered while one of the object's own writes was in flight.
+    let wakes = index
+        .wakes()
+        .map(|key| ObjectRef::<K>::new(&key.name).within(&key.namespace));
     let fut = Controller::for_stream(stream, reader.clone())
         .reconcile_on(ready_changes)
         .reconcile_on(resyncs)
+        .reconcile_on(wakes)
         .with_config(cfg)
         // A provider turning Ready (or changing) wakes the objects that wait for it.
         .watches(

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::claim;
 use super::decide::{self, CleanupStep, CreateAnswer, Requeue, Step, Verdict, Victim};
 use super::facts::Facts;
-use super::index::{ObjKey, Writer, server_key};
+use super::index::{InFlight, ObjKey, Writer, server_key};
 use super::kind::RestorePoint;
 use super::reason::Reason;
 use super::report;
@@ -39,7 +39,7 @@ pub struct Act<'a, K: RestorePoint> {
     pub started: Instant,
 }
 
-impl<K: RestorePoint> Act<'_, K> {
+impl<'a, K: RestorePoint> Act<'a, K> {
     fn api(&self) -> Api<K> {
         Api::namespaced(
             self.ctx.client.clone(),
@@ -142,12 +142,13 @@ impl<K: RestorePoint> Act<'_, K> {
             K::provider_name,
             Timestamp::now(),
         );
+        let flight = self.write_started(seen.as_ref());
         if let Some(written) = status::write(&self.api(), seen.as_ref(), seen.status(), &desired)
             .instrument(spans::status_write(K::KIND))
             .await
             .map_err(|e| Error::write(WriteStep::Status, e))?
         {
-            self.record(seen.as_ref(), written);
+            self.record(seen.as_ref(), written, flight);
         }
         if let Some(note) = report::transition(self.facts.subject.view.reason, verdict) {
             self.ctx
@@ -163,23 +164,36 @@ impl<K: RestorePoint> Act<'_, K> {
         Ok(())
     }
 
-    fn record(&self, seen: &K, written: K) {
+    /// Holds what the watch delivers for `obj` until the write about to be sent is answered
+    /// (the watch may deliver the write first).
+    fn write_started(&self, obj: &K) -> Option<InFlight<'a, K>> {
+        K::index(self.ctx).map(|index| index.write_started(ObjKey::of(obj)))
+    }
+
+    fn record(&self, seen: &K, written: K, flight: Option<InFlight<'a, K>>) {
         let by = if ObjKey::of(&written) == ObjKey::of(self.obj.as_ref()) {
             Writer::Itself
         } else {
             Writer::Neighbour
         };
-        if let Some(index) = K::index(self.ctx) {
-            index.record_write(seen.resource_version().as_deref(), written, by);
+        let seen = seen.resource_version();
+        match flight {
+            Some(flight) => flight.answered(seen.as_deref(), written, by),
+            None => {
+                if let Some(index) = K::index(self.ctx) {
+                    index.record_write(seen.as_deref(), written, by);
+                }
+            }
         }
     }
 
     async fn claim(&self, seen: &Arc<K>, create_at: Option<Timestamp>) -> Result<K, Error> {
+        let flight = self.write_started(seen.as_ref());
         let written = claim::claim(&self.api(), seen.as_ref(), create_at)
             .instrument(spans::claim(create_at.is_some()))
             .await
             .map_err(|e| Error::write(WriteStep::Claim, e))?;
-        self.record(seen.as_ref(), written.clone());
+        self.record(seen.as_ref(), written.clone(), flight);
         Ok(written)
     }
 
@@ -314,12 +328,13 @@ impl<K: RestorePoint> Act<'_, K> {
             Timestamp::now(),
         );
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
+        let flight = self.write_started(seen.as_ref());
         if let Some(written) = status::write(&api, seen.as_ref(), seen.status(), &marked)
             .instrument(spans::status_write(K::KIND))
             .await
             .map_err(|e| Error::write(WriteStep::EvictionMark, e))?
         {
-            self.record(seen.as_ref(), written);
+            self.record(seen.as_ref(), written, flight);
         }
         match K::delete(&handle.client, self.server(), &victim.id).await {
             Ok(()) | Err(ProviderError::NotFound(_)) => {}

@@ -10,9 +10,16 @@
 //! Every write is conditional on the version it saw, so the written version directly follows
 //! it: an answer that arrives after the watch already delivered the write (and maybe more)
 //! finds a cached version it does not know as older, and leaves no overlay.
+//!
+//! Writes go out on other connections than the watch, so the watch can deliver a write before
+//! its answer arrives. While a write of an object is in flight, the versions the watch delivers
+//! for it are held; the answer tells which of them the write itself made, and only the others
+//! wake the object (`wakes`). Without this an object's own claim or status write woke it again
+//! about one time in three (README, "Scale and resilience").
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use futures::Stream;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
@@ -78,6 +85,18 @@ struct Inner<K> {
     /// Versions an object's own reconcile wrote that the watch has not delivered yet, in the
     /// order written.
     echoes: HashMap<ObjKey, Vec<String>>,
+    /// Objects with a write of this process not answered yet.
+    in_flight: HashMap<ObjKey, Flight>,
+}
+
+/// The writes of one object not answered yet, and what the watch delivered meanwhile.
+#[derive(Default)]
+struct Flight {
+    writes: usize,
+    /// Versions delivered while a write was in flight, in order.
+    held: Vec<Option<String>>,
+    /// Versions the object's own answered writes made.
+    own: Vec<String>,
 }
 
 impl<K> Default for Inner<K> {
@@ -87,6 +106,7 @@ impl<K> Default for Inner<K> {
             by_owner: HashMap::new(),
             overlays: HashMap::new(),
             echoes: HashMap::new(),
+            in_flight: HashMap::new(),
         }
     }
 }
@@ -108,6 +128,9 @@ pub enum Observed {
     News,
     /// A version the object's own reconcile wrote: it already acted on it.
     OwnEcho,
+    /// Delivered while a write of the object is in flight: judged when the write is answered,
+    /// and the object is woken then if it was news.
+    Held,
 }
 
 /// Declared `VpsSnapshot`s or `VpsBackup`s by server and by owner, over the watch's store.
@@ -115,14 +138,73 @@ pub struct Index<K: RestorePoint> {
     store: Store<K>,
     inner: Mutex<Inner<K>>,
     clock: Arc<ResyncClock>,
+    wake: tokio::sync::mpsc::UnboundedSender<ObjKey>,
+    woken: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ObjKey>>>,
 }
 
 impl<K: RestorePoint> Index<K> {
     pub fn new(store: Store<K>) -> Self {
+        let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
         Index {
             store,
             inner: Mutex::default(),
             clock: Arc::default(),
+            wake,
+            woken: Mutex::new(Some(woken)),
+        }
+    }
+
+    /// Objects to reconcile because the watch delivered news about them while a write of
+    /// theirs was in flight. One consumer: the second call gets an empty stream.
+    pub fn wakes(&self) -> impl Stream<Item = ObjKey> + Send + 'static + use<K> {
+        let woken = self.woken.lock().expect("index lock").take();
+        futures::stream::unfold(woken, |woken| async move {
+            let mut woken = woken?;
+            let key = woken.recv().await?;
+            Some((key, Some(woken)))
+        })
+    }
+
+    /// Marks a write of `key` as sent: until it is answered (`InFlight::answered`) or given up
+    /// (dropped), versions the watch delivers for `key` are held rather than judged.
+    pub fn write_started(&self, key: ObjKey) -> InFlight<'_, K> {
+        let mut inner = self.inner.lock().expect("index lock");
+        inner.in_flight.entry(key.clone()).or_default().writes += 1;
+        InFlight { index: self, key }
+    }
+
+    /// One write of `key` ended; once none is left, the versions held meanwhile are judged
+    /// and the object is woken if any of them was news.
+    fn write_ended(&self, key: &ObjKey) {
+        let mut inner = self.inner.lock().expect("index lock");
+        let Some(flight) = inner.in_flight.get_mut(key) else {
+            return;
+        };
+        flight.writes -= 1;
+        if flight.writes > 0 {
+            return;
+        }
+        let flight = inner.in_flight.remove(key).unwrap_or_default();
+        let mut news = false;
+        for rv in &flight.held {
+            let own = rv.as_ref().is_some_and(|rv| flight.own.contains(rv));
+            if own {
+                // Delivered before its answer: it and any own write before it are done.
+                if let Some(written) = inner.echoes.get_mut(key)
+                    && let Some(at) = written.iter().position(|w| Some(w) == rv.as_ref())
+                {
+                    written.drain(..=at);
+                }
+            } else if echo(&mut inner, key, rv.as_deref()) == Observed::News {
+                news = true;
+            }
+        }
+        if inner.echoes.get(key).is_some_and(Vec::is_empty) {
+            inner.echoes.remove(key);
+        }
+        if news {
+            // Nobody listening (a test, or shutdown): nothing is left to wake.
+            let _ = self.wake.send(key.clone());
         }
     }
 
@@ -152,6 +234,10 @@ impl<K: RestorePoint> Index<K> {
                 {
                     inner.overlays.remove(&key);
                 }
+                if let Some(flight) = inner.in_flight.get_mut(&key) {
+                    flight.held.push(rv);
+                    return Observed::Held;
+                }
                 echo(&mut inner, &key, rv.as_deref())
             }
             Event::Delete(obj) => {
@@ -165,7 +251,19 @@ impl<K: RestorePoint> Index<K> {
             Event::Init | Event::InitApply(_) => Observed::News,
             Event::InitDone => {
                 let overlays = std::mem::take(&mut inner.overlays);
+                let in_flight = std::mem::take(&mut inner.in_flight);
                 *inner = Inner::default();
+                // Writes still in flight end later; what the re-list showed is news anyway.
+                inner.in_flight = in_flight
+                    .into_iter()
+                    .map(|(key, f)| {
+                        let f = Flight {
+                            writes: f.writes,
+                            ..Flight::default()
+                        };
+                        (key, f)
+                    })
+                    .collect();
                 for obj in self.store.state() {
                     add(&mut inner, &ObjKey::of(obj.as_ref()), obj.as_ref());
                 }
@@ -190,6 +288,10 @@ impl<K: RestorePoint> Index<K> {
         let key = ObjKey::of(&written);
         let now = written.resource_version();
         let mut inner = self.inner.lock().expect("index lock");
+        if let (Writer::Itself, Some(now), Some(flight)) = (by, &now, inner.in_flight.get_mut(&key))
+        {
+            flight.own.push(now.clone());
+        }
         // Under the lock, so a watch event applied meanwhile is either seen here or drops
         // the overlay right after.
         let cached = self.cached(&key).and_then(|c| c.resource_version());
@@ -266,6 +368,27 @@ impl<K: RestorePoint> Index<K> {
     fn cached(&self, key: &ObjKey) -> Option<Arc<K>> {
         self.store
             .get(&ObjectRef::new(&key.name).within(&key.namespace))
+    }
+}
+
+/// A write of one object that has been sent and not answered yet (see `Index::write_started`).
+#[must_use = "the write counts as in flight until this is answered or dropped"]
+pub struct InFlight<'i, K: RestorePoint> {
+    index: &'i Index<K>,
+    key: ObjKey,
+}
+
+impl<K: RestorePoint> InFlight<'_, K> {
+    /// The write went through: records it (`Index::record_write`) and judges what the watch
+    /// delivered meanwhile.
+    pub fn answered(self, seen: Option<&str>, written: K, by: Writer) {
+        self.index.record_write(seen, written, by);
+    }
+}
+
+impl<K: RestorePoint> Drop for InFlight<'_, K> {
+    fn drop(&mut self) {
+        self.index.write_ended(&self.key);
     }
 }
 
@@ -478,7 +601,7 @@ mod tests {
 
     /// A store and index fed like the controller's: the store first, then the index.
     struct Fed {
-        writer: reflector::store::Writer<VpsSnapshot>,
+        writer: std::cell::RefCell<reflector::store::Writer<VpsSnapshot>>,
         index: Index<VpsSnapshot>,
     }
 
@@ -486,12 +609,12 @@ mod tests {
         fn new() -> Self {
             let (reader, writer) = reflector::store();
             Fed {
-                writer,
+                writer: writer.into(),
                 index: Index::new(reader),
             }
         }
-        fn feed(&mut self, event: Event<VpsSnapshot>) -> Observed {
-            self.writer.apply_watcher_event(&event);
+        fn feed(&self, event: Event<VpsSnapshot>) -> Observed {
+            self.writer.borrow_mut().apply_watcher_event(&event);
             self.index.observe(&event)
         }
         fn rv(&self, name: &str) -> Option<String> {
@@ -506,7 +629,7 @@ mod tests {
 
     #[test]
     fn objects_are_found_by_server_until_deleted() {
-        let mut f = Fed::new();
+        let f = Fed::new();
         f.feed(Event::Apply(snap("a", 1, "1")));
         f.feed(Event::Apply(snap("b", 1, "2")));
         f.feed(Event::Apply(snap("c", 2, "3")));
@@ -535,7 +658,7 @@ mod tests {
 
     #[test]
     fn own_writes_win_over_older_cached_copies_until_the_watch_catches_up() {
-        let mut f = Fed::new();
+        let f = Fed::new();
         f.feed(Event::Apply(snap("a", 1, "10")));
         // A claim (10 → 11) and a status write (11 → 12), before the watch sent either.
         f.index
@@ -556,7 +679,7 @@ mod tests {
 
     #[test]
     fn a_write_answered_after_the_watch_moved_past_it_does_not_hide_the_newer_version() {
-        let mut f = Fed::new();
+        let f = Fed::new();
         f.feed(Event::Apply(snap("a", 1, "14")));
         // Our write (14 → 15) and a deletion mark after it (16) both come by the watch before
         // the write's answer does.
@@ -596,7 +719,9 @@ mod tests {
 
         /// Whatever the order of watch events and write answers, the latest version known is
         /// never older than the watch's copy, never newer than the apiserver's, and never
-        /// older than this process's own answered write.
+        /// older than this process's own answered write; and a version someone else wrote
+        /// wakes the object (at once, or when the write in flight is answered) while its own
+        /// writes never do.
         #[test]
         fn the_latest_version_known_never_goes_back(moves in proptest::collection::vec(
             proptest::prop_oneof![
@@ -607,30 +732,56 @@ mod tests {
             ],
             1..60,
         )) {
-            let mut f = Fed::new();
+            let f = Fed::new();
+            let mut wakes = Box::pin(f.index.wakes());
             f.feed(Event::Apply(snap("a", 1, "1")));
             let (mut server, mut delivered, mut answered) = (1u64, 1u64, 0u64);
-            let mut pending: Option<(u64, u64)> = None;
+            // A write sent and not answered: the version it saw, the one it made (none when
+            // it conflicts), and its flight.
+            let mut pending: Option<(u64, Option<u64>, InFlight<'_, VpsSnapshot>)> = None;
+            let mut own = std::collections::BTreeSet::new();
+            // Someone else's versions delivered while a write was in flight.
+            let mut held_news = false;
             let latest = |f: &Fed| f.rv("a").and_then(|v| v.parse::<u64>().ok()).unwrap();
             for m in moves {
                 match m {
                     Move::Deliver if delivered < server => {
                         delivered += 1;
-                        f.feed(Event::Apply(snap("a", 1, &delivered.to_string())));
+                        let seen = f.feed(Event::Apply(snap("a", 1, &delivered.to_string())));
+                        let news = !own.contains(&delivered);
+                        if pending.is_some() {
+                            proptest::prop_assert_eq!(seen, Observed::Held);
+                            held_news |= news;
+                        } else {
+                            proptest::prop_assert_eq!(seen == Observed::News, news, "version {}", delivered);
+                        }
                     }
                     Move::OtherWrite => server += 1,
-                    Move::OwnWrite if pending.is_none() && latest(&f) == server => {
-                        server += 1;
-                        pending = Some((server - 1, server));
+                    Move::OwnWrite if pending.is_none() => {
+                        let seen = latest(&f);
+                        let written = (seen == server).then(|| {
+                            server += 1;
+                            own.insert(server);
+                            server
+                        });
+                        pending = Some((seen, written, f.index.write_started(key("a"))));
                     }
                     Move::Answer => {
-                        if let Some((seen, written)) = pending.take() {
-                            f.index.record_write(
-                                Some(&seen.to_string()),
-                                snap("a", 1, &written.to_string()),
-                                Writer::Itself,
-                            );
-                            answered = written;
+                        if let Some((seen, written, flight)) = pending.take() {
+                            match written {
+                                Some(written) => {
+                                    flight.answered(
+                                        Some(&seen.to_string()),
+                                        snap("a", 1, &written.to_string()),
+                                        Writer::Itself,
+                                    );
+                                    answered = written;
+                                }
+                                None => drop(flight),
+                            }
+                            let woke = !woken(&mut wakes).is_empty();
+                            proptest::prop_assert_eq!(woke, held_news, "woken iff someone else's version came meanwhile");
+                            held_news = false;
                         }
                     }
                     _ => {}
@@ -643,9 +794,76 @@ mod tests {
         }
     }
 
+    fn key(name: &str) -> ObjKey {
+        ObjKey {
+            namespace: "ns".into(),
+            name: name.into(),
+        }
+    }
+
+    /// The objects woken so far (without waiting).
+    fn woken(wakes: &mut (impl Stream<Item = ObjKey> + Unpin)) -> Vec<String> {
+        use futures::{FutureExt, StreamExt};
+        let mut names = Vec::new();
+        while let Some(Some(k)) = wakes.next().now_or_never() {
+            names.push(k.name);
+        }
+        names
+    }
+
+    #[test]
+    fn a_write_the_watch_delivers_before_its_answer_wakes_nothing_and_news_meanwhile_wakes_once() {
+        use Observed::{Held, News, OwnEcho};
+        let f = Fed::new();
+        let mut wakes = Box::pin(f.index.wakes());
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "10"))), News);
+
+        // The claim: the watch delivers it before the answer arrives.
+        let flight = f.index.write_started(key("a"));
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "11"))), Held);
+        flight.answered(Some("10"), snap("a", 1, "11"), Writer::Itself);
+        assert!(woken(&mut wakes).is_empty(), "its own claim is no news");
+
+        // The status write, answered first: an echo as before.
+        let flight = f.index.write_started(key("a"));
+        flight.answered(Some("11"), snap("a", 1, "12"), Writer::Itself);
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "12"))), OwnEcho);
+
+        // A user's edit arrives behind the object's own write, both before the answer.
+        let flight = f.index.write_started(key("a"));
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "13"))), Held);
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "14"))), Held);
+        flight.answered(Some("12"), snap("a", 1, "13"), Writer::Itself);
+        assert_eq!(woken(&mut wakes), ["a"], "the edit wakes it, once");
+        assert_eq!(f.rv("a").as_deref(), Some("14"));
+
+        // A write that failed (a conflict): whatever came meanwhile was someone else's.
+        let flight = f.index.write_started(key("a"));
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "15"))), Held);
+        drop(flight);
+        assert_eq!(woken(&mut wakes), ["a"]);
+        assert_eq!(
+            f.feed(Event::Apply(snap("a", 1, "16"))),
+            News,
+            "nothing held any more"
+        );
+
+        // A neighbour's eviction mark is news to the victim even when delivered first.
+        let flight = f.index.write_started(key("a"));
+        assert_eq!(f.feed(Event::Apply(snap("a", 1, "17"))), Held);
+        flight.answered(Some("16"), snap("a", 1, "17"), Writer::Neighbour);
+        assert_eq!(woken(&mut wakes), ["a"]);
+
+        // Other objects are not held by a's write.
+        let flight = f.index.write_started(key("a"));
+        assert_eq!(f.feed(Event::Apply(snap("b", 1, "18"))), News);
+        drop(flight);
+        assert!(woken(&mut wakes).is_empty());
+    }
+
     #[test]
     fn a_write_already_delivered_leaves_no_overlay_and_a_relist_keeps_only_newer_writes() {
-        let mut f = Fed::new();
+        let f = Fed::new();
         f.feed(Event::Apply(snap("a", 1, "5")));
         f.feed(Event::Apply(snap("a", 1, "6")));
         f.index
@@ -676,7 +894,7 @@ mod tests {
     #[test]
     fn versions_an_object_wrote_itself_are_no_news_to_it_and_anything_else_is() {
         use Observed::{News, OwnEcho};
-        let mut f = Fed::new();
+        let f = Fed::new();
         assert_eq!(f.feed(Event::Apply(snap("a", 1, "10"))), News);
         // Its claim and its status write, both before the watch delivered either.
         f.index
@@ -705,7 +923,7 @@ mod tests {
     #[test]
     fn a_version_nobody_here_wrote_ends_the_echoes_and_a_deletion_or_relist_forgets_them() {
         use Observed::News;
-        let mut f = Fed::new();
+        let f = Fed::new();
         f.feed(Event::Apply(snap("a", 1, "1")));
         f.index
             .record_write(Some("1"), snap("a", 1, "2"), Writer::Itself);
