@@ -1,5 +1,6 @@
 //! State shared by every reconciler.
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures::FutureExt;
 use kube::Client;
@@ -15,6 +16,9 @@ use super::snapshot_backup::facts::Sent;
 use super::snapshot_backup::index::{Index, RestoreUses};
 use crate::api::{VpsBackup, VpsProvider, VpsRestore, VpsSnapshot};
 use crate::telemetry::metrics::Metrics;
+
+/// How long a reconcile right after a start waits for the providers' cache to be filled.
+const PROVIDERS_CACHE_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Context {
     pub client: Client,
@@ -70,9 +74,15 @@ impl Context {
     }
 
     /// The provider `key` as the object controllers may act on it: the registry's judgement,
-    /// or `Unjudged` while a VpsProvider that exists (and is not being deleted) has none yet —
-    /// or while the providers' cache is not filled, so whether it exists is not known.
-    pub fn lookup_provider(&self, key: &ProviderKey) -> Lookup {
+    /// or `Unjudged` while a VpsProvider that exists (and is not being deleted) has none yet.
+    /// Right after a start the providers' cache may not be filled: whether the VpsProvider
+    /// exists is then not known, and nothing would wake an object told `Unjudged` for a
+    /// provider that does not exist — so this waits for the cache first, up to
+    /// [`PROVIDERS_CACHE_WAIT`] (then `Unjudged`, looked at again later).
+    pub async fn lookup_provider(&self, key: &ProviderKey) -> Lookup {
+        if let Some(store) = self.providers.get() {
+            let _ = tokio::time::timeout(PROVIDERS_CACHE_WAIT, store.wait_until_ready()).await;
+        }
         match self.registry.lookup(key) {
             Lookup::Missing if self.provider_may_exist(key) => Lookup::Unjudged,
             judged => judged,
@@ -128,4 +138,47 @@ pub fn truncate(mut s: String, max: usize) -> String {
         s.truncate(cut);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event as WatchEvent;
+
+    fn context() -> Arc<Context> {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        Context::new(client, Metrics::new(), None, Timings::default(), None)
+    }
+
+    /// Right after a start, a reconcile may come before the providers' cache is filled; an
+    /// object whose provider does not exist must then learn `Missing` (and say
+    /// ProviderNotFound), not `Unjudged` — no judgement would ever wake it.
+    #[tokio::test]
+    async fn a_provider_absent_from_the_filled_cache_is_missing_even_when_asked_before_it_filled() {
+        let ctx = context();
+        let (reader, mut writer) = reflector::store::<VpsProvider>();
+        let _ = ctx.providers.set(reader);
+        let key: ProviderKey = ("ns".into(), "missing".into());
+        let asked = tokio::spawn({
+            let ctx = ctx.clone();
+            let key = key.clone();
+            async move { ctx.lookup_provider(&key).await }
+        });
+        tokio::task::yield_now().await;
+        writer.apply_watcher_event(&WatchEvent::Init);
+        writer.apply_watcher_event(&WatchEvent::InitDone);
+        assert!(matches!(asked.await.unwrap(), Lookup::Missing));
+    }
+
+    /// A cache that never fills does not hold a reconcile for ever.
+    #[tokio::test(start_paused = true)]
+    async fn a_cache_that_never_fills_leaves_the_provider_unjudged() {
+        let ctx = context();
+        let (reader, _writer) = reflector::store::<VpsProvider>();
+        let _ = ctx.providers.set(reader);
+        let key: ProviderKey = ("ns".into(), "missing".into());
+        assert!(matches!(ctx.lookup_provider(&key).await, Lookup::Unjudged));
+    }
 }

@@ -723,7 +723,7 @@ async fn reconcile_fresh(cached: &VpsRestore, ctx: &Context) -> Result<Action, E
     }
 
     let provider_key = (ns.clone(), obj.spec.provider_ref.name.clone());
-    let (provider, handle) = match ctx.lookup_provider(&provider_key) {
+    let (provider, handle) = match ctx.lookup_provider(&provider_key).await {
         // Not judged by this process yet (a start or a takeover): its judgement reconciles
         // this restore; "not found" now would step its status back.
         Lookup::Unjudged => return Ok(Action::requeue(Duration::from_secs(30))),

@@ -55,7 +55,7 @@ async fn run<K: RestorePoint>(
     started: Instant,
 ) -> Result<Action, Error> {
     let server = server_key(obj.as_ref());
-    let lookup = ctx.lookup_provider(&server.provider);
+    let lookup = ctx.lookup_provider(&server.provider).await;
     let mut guard = ctx.listings.lock(&server).await;
     // The server is ours now: only from here is the latest version worth reading.
     let key = ObjKey::of(obj.as_ref());
