@@ -143,13 +143,11 @@ impl<'a, K: RestorePoint> Act<'a, K> {
             Timestamp::now(),
         );
         let flight = self.write_started(seen.as_ref());
-        if let Some(written) = status::write(&self.api(), seen.as_ref(), seen.status(), &desired)
+        let written = status::write(&self.api(), seen.as_ref(), seen.status(), &desired)
             .instrument(spans::status_write(K::KIND))
             .await
-            .map_err(|e| Error::write(WriteStep::Status, e))?
-        {
-            self.record(seen.as_ref(), written, flight);
-        }
+            .map_err(|e| Error::write(WriteStep::Status, e))?;
+        self.record(seen.as_ref(), written, flight);
         if let Some(note) = report::transition(self.facts.subject.view.reason, verdict) {
             self.ctx
                 .event(
@@ -170,7 +168,14 @@ impl<'a, K: RestorePoint> Act<'a, K> {
         K::index(self.ctx).map(|index| index.write_started(ObjKey::of(obj)))
     }
 
-    fn record(&self, seen: &K, written: K, flight: Option<InFlight<'a, K>>) {
+    /// Records what a write made (`None`: nothing needed writing) and ends its flight at once,
+    /// so what the watch delivered meanwhile is judged now rather than after the steps that
+    /// follow.
+    fn record(&self, seen: &K, written: Option<K>, flight: Option<InFlight<'a, K>>) {
+        let Some(written) = written else {
+            drop(flight);
+            return;
+        };
         let by = if ObjKey::of(&written) == ObjKey::of(self.obj.as_ref()) {
             Writer::Itself
         } else {
@@ -193,7 +198,7 @@ impl<'a, K: RestorePoint> Act<'a, K> {
             .instrument(spans::claim(create_at.is_some()))
             .await
             .map_err(|e| Error::write(WriteStep::Claim, e))?;
-        self.record(seen.as_ref(), written.clone(), flight);
+        self.record(seen.as_ref(), Some(written.clone()), flight);
         Ok(written)
     }
 
@@ -329,13 +334,11 @@ impl<'a, K: RestorePoint> Act<'a, K> {
         );
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
         let flight = self.write_started(seen.as_ref());
-        if let Some(written) = status::write(&api, seen.as_ref(), seen.status(), &marked)
+        let written = status::write(&api, seen.as_ref(), seen.status(), &marked)
             .instrument(spans::status_write(K::KIND))
             .await
-            .map_err(|e| Error::write(WriteStep::EvictionMark, e))?
-        {
-            self.record(seen.as_ref(), written, flight);
-        }
+            .map_err(|e| Error::write(WriteStep::EvictionMark, e))?;
+        self.record(seen.as_ref(), written, flight);
         match K::delete(&handle.client, self.server(), &victim.id).await {
             Ok(()) | Err(ProviderError::NotFound(_)) => {}
             Err(e) => return Err(Error::provider(ProviderStep::Delete, e)),
