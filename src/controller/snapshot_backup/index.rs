@@ -187,20 +187,10 @@ impl<K: RestorePoint> Index<K> {
         let flight = inner.in_flight.remove(key).unwrap_or_default();
         let mut news = false;
         for rv in &flight.held {
+            // A version the write made was delivered before its answer: it is no news, whether
+            // or not its echo got recorded.
             let own = rv.as_ref().is_some_and(|rv| flight.own.contains(rv));
-            if own {
-                // Delivered before its answer: it and any own write before it are done.
-                if let Some(written) = inner.echoes.get_mut(key)
-                    && let Some(at) = written.iter().position(|w| Some(w) == rv.as_ref())
-                {
-                    written.drain(..=at);
-                }
-            } else if echo(&mut inner, key, rv.as_deref()) == Observed::News {
-                news = true;
-            }
-        }
-        if inner.echoes.get(key).is_some_and(Vec::is_empty) {
-            inner.echoes.remove(key);
+            news |= echo(&mut inner, key, rv.as_deref()) == Observed::News && !own;
         }
         if news {
             // Nobody listening (a test, or shutdown): nothing is left to wake.
@@ -251,19 +241,14 @@ impl<K: RestorePoint> Index<K> {
             Event::Init | Event::InitApply(_) => Observed::News,
             Event::InitDone => {
                 let overlays = std::mem::take(&mut inner.overlays);
-                let in_flight = std::mem::take(&mut inner.in_flight);
+                let mut in_flight = std::mem::take(&mut inner.in_flight);
                 *inner = Inner::default();
                 // Writes still in flight end later; what the re-list showed is news anyway.
-                inner.in_flight = in_flight
-                    .into_iter()
-                    .map(|(key, f)| {
-                        let f = Flight {
-                            writes: f.writes,
-                            ..Flight::default()
-                        };
-                        (key, f)
-                    })
-                    .collect();
+                for flight in in_flight.values_mut() {
+                    flight.held.clear();
+                    flight.own.clear();
+                }
+                inner.in_flight = in_flight;
                 for obj in self.store.state() {
                     add(&mut inner, &ObjKey::of(obj.as_ref()), obj.as_ref());
                 }
