@@ -172,8 +172,8 @@ impl<'a, K: RestorePoint> Act<'a, K> {
     /// so what the watch delivered meanwhile is judged now rather than after the steps that
     /// follow.
     fn record(&self, seen: &K, written: Option<K>, flight: Option<InFlight<'a, K>>) {
-        let Some(written) = written else {
-            drop(flight);
+        // Without an index there is no flight; without a write the flight just ends.
+        let (Some(written), Some(flight)) = (written, flight) else {
             return;
         };
         let by = if ObjKey::of(&written) == ObjKey::of(self.obj.as_ref()) {
@@ -181,15 +181,7 @@ impl<'a, K: RestorePoint> Act<'a, K> {
         } else {
             Writer::Neighbour
         };
-        let seen = seen.resource_version();
-        match flight {
-            Some(flight) => flight.answered(seen.as_deref(), written, by),
-            None => {
-                if let Some(index) = K::index(self.ctx) {
-                    index.record_write(seen.as_deref(), written, by);
-                }
-            }
-        }
+        flight.answered(seen.resource_version().as_deref(), written, by);
     }
 
     async fn claim(&self, seen: &Arc<K>, create_at: Option<Timestamp>) -> Result<K, Error> {

@@ -269,7 +269,7 @@ impl<K: RestorePoint> Index<K> {
 
     /// Records an object as this process just wrote it; `seen` is the version the write was
     /// conditional on.
-    pub fn record_write(&self, seen: Option<&str>, written: K, by: Writer) {
+    fn record_write(&self, seen: Option<&str>, written: K, by: Writer) {
         let key = ObjKey::of(&written);
         let now = written.resource_version();
         let mut inner = self.inner.lock().expect("index lock");
