@@ -2,7 +2,6 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::FutureExt;
 use kube::Client;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -80,23 +79,28 @@ impl Context {
     /// provider that does not exist — so this waits for the cache first, up to
     /// [`PROVIDERS_CACHE_WAIT`] (then `Unjudged`, looked at again later).
     pub async fn lookup_provider(&self, key: &ProviderKey) -> Lookup {
-        if let Some(store) = self.providers.get() {
-            let _ = tokio::time::timeout(PROVIDERS_CACHE_WAIT, store.wait_until_ready()).await;
-        }
         match self.registry.lookup(key) {
-            Lookup::Missing if self.provider_may_exist(key) => Lookup::Unjudged,
+            Lookup::Missing => {
+                if self.provider_may_exist(key).await {
+                    Lookup::Unjudged
+                } else {
+                    Lookup::Missing
+                }
+            }
             judged => judged,
         }
     }
 
-    fn provider_may_exist(&self, (ns, name): &ProviderKey) -> bool {
+    /// Whether the VpsProvider may exist: it is in the filled cache (not being deleted), or
+    /// the cache did not fill within [`PROVIDERS_CACHE_WAIT`].
+    async fn provider_may_exist(&self, (ns, name): &ProviderKey) -> bool {
         let Some(store) = self.providers.get() else {
             return true;
         };
-        let synced = store
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok());
+        let synced = matches!(
+            tokio::time::timeout(PROVIDERS_CACHE_WAIT, store.wait_until_ready()).await,
+            Ok(Ok(()))
+        );
         !synced
             || store
                 .get(&ObjectRef::new(name).within(ns))
