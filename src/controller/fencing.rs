@@ -26,11 +26,17 @@
 //!    leader that passed its check was answered by `t0 + L - S`; `Q` adds room for a process
 //!    paused between the check and its socket write.
 //!
-//! Honest limit: the check and the socket write are separate steps. A process frozen between
-//! them (a stop signal, a long VM pause) for longer than its remaining margin plus `Q` can still
-//! send one request late. The conditional writes around each call (the create intent, the
-//! eviction mark, the restore marker) keep even that request from being repeated by the new
-//! leader: it is at worst one create the new leader adopts, or a restore reported in doubt.
+//! 7. **At the socket.** The gate's check and the socket write are separate steps (pool,
+//!    connect, TLS, the connection's task being scheduled). A change's connection asks the
+//!    fence again right before each write to the socket and refuses it when the fence has
+//!    closed, so a process frozen in between (a stop signal, a long VM pause) and thawed after
+//!    a standby took over sends nothing (`provider::connection`).
+//!
+//! Honest limit: the second check and the write system call are still two steps, nanoseconds
+//! apart. A freeze exactly there, longer than the remaining margin plus `Q`, can still send one
+//! request late. The conditional writes around each call (the create intent, the eviction mark,
+//! the restore marker) keep even that request from being repeated by the new leader: it is at
+//! worst one create the new leader adopts, or a restore reported in doubt.
 use std::sync::Mutex;
 use std::time::Duration;
 

@@ -414,3 +414,158 @@ mod tests {
         assert!(Arc::ptr_eq(v.gate(), copy.gate()));
     }
 }
+
+/// The lease fence checked where a change leaves the process, not only at the gate: a process
+/// stopped between the two (a stop signal, a VM pause) and thawed after a standby took over must
+/// send nothing (src/controller/fencing.rs, "Honest limit").
+#[cfg(test)]
+mod fence_at_the_socket {
+    use super::*;
+    use crate::provider::{Credentials, Fence, NoopObserver, Secret};
+    use crate::sim::{SimConfig, SimHandle};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    /// Admits reads always and a change exactly once: the gate's own check of the first attempt.
+    /// Every later check of a change is refused, as after a freeze that outlived the lease.
+    #[derive(Debug, Default)]
+    struct ClosesBehindTheGate {
+        changes_admitted: AtomicU32,
+    }
+
+    impl Fence for ClosesBehindTheGate {
+        fn admit(&self, mutation: bool) -> Result<(), String> {
+            if !mutation || self.changes_admitted.fetch_add(1, Ordering::SeqCst) == 0 {
+                Ok(())
+            } else {
+                Err("the leader lease was lost while this change waited".into())
+            }
+        }
+    }
+
+    async fn sim() -> SimHandle {
+        crate::sim::start(
+            SimConfig {
+                create_delay: Duration::ZERO,
+                ..SimConfig::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn client(
+        sim: &SimHandle,
+        kind: ProviderKind,
+        fence: Option<Arc<dyn Fence>>,
+    ) -> ProviderClient {
+        let (endpoint, credentials) = match kind {
+            ProviderKind::VpsRest => (
+                sim.vps_rest_url(),
+                Credentials::Bearer {
+                    token: Secret::new("sim-token"),
+                },
+            ),
+            ProviderKind::Zomro => (
+                sim.zomro_url(),
+                Credentials::Login {
+                    username: Secret::new("sim"),
+                    password: Secret::new("sim-password"),
+                    session: false,
+                },
+            ),
+        };
+        let config = ProviderConfig {
+            endpoint,
+            credentials,
+            requests_per_second: 100,
+            burst: 100,
+            max_in_flight: 4,
+            request_timeout: Duration::from_secs(10),
+            snapshot_limit: 5,
+            backup_limit: 10,
+            fence,
+        };
+        ProviderClient::new(kind, config, Arc::new(NoopObserver)).unwrap()
+    }
+
+    fn closing() -> Option<Arc<dyn Fence>> {
+        Some(Arc::new(ClosesBehindTheGate::default()))
+    }
+
+    /// Endpoints the simulator logged from number `since` on.
+    fn logged(sim: &SimHandle, since: u64) -> Vec<String> {
+        sim.call_log(since)
+            .into_iter()
+            .map(|c| c.endpoint)
+            .collect()
+    }
+
+    fn assert_not_sent<T: std::fmt::Debug>(result: Result<T, ProviderError>, what: &str) {
+        match result {
+            Err(ProviderError::Fenced(why)) => {
+                assert!(
+                    why.contains("lease") && why.contains("written"),
+                    "{what}: {why}"
+                )
+            }
+            other => panic!("{what}: expected Fenced, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn vps_rest_changes_that_passed_the_gate_are_not_sent_once_the_fence_closed() {
+        let sim = sim().await;
+        let open = client(&sim, ProviderKind::VpsRest, None);
+        let made = open
+            .create_snapshot(12345, "kept", None)
+            .await
+            .unwrap()
+            .expect("VpsRest answers the snapshot");
+        let backup = open.create_backup(12345, None).await.unwrap();
+        let since = sim.call_log(0).len() as u64;
+
+        let c = client(&sim, ProviderKind::VpsRest, closing());
+        assert_not_sent(
+            c.create_snapshot(12345, "late", None).await,
+            "create snapshot",
+        );
+        let c = client(&sim, ProviderKind::VpsRest, closing());
+        assert_not_sent(c.create_backup(12345, None).await, "create backup");
+        let c = client(&sim, ProviderKind::VpsRest, closing());
+        assert_not_sent(c.delete_snapshot(12345, &made.id).await, "delete snapshot");
+        let c = client(&sim, ProviderKind::VpsRest, closing());
+        assert_not_sent(c.restore_backup(12345, &backup.id).await, "restore backup");
+
+        assert_eq!(
+            logged(&sim, since),
+            Vec::<String>::new(),
+            "nothing reached the provider"
+        );
+        assert!(sim.snapshots(12345).iter().any(|s| s.name == "kept"));
+        assert!(!sim.snapshots(12345).iter().any(|s| s.name == "late"));
+        // Reads still pass a fence that refuses only changes.
+        let c = client(&sim, ProviderKind::VpsRest, closing());
+        assert!(c.list_snapshots(12345).await.unwrap().complete);
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn zomro_changes_that_passed_the_gate_are_not_sent_once_the_fence_closed() {
+        let sim = sim().await;
+        let since = sim.call_log(0).len() as u64;
+        let c = client(&sim, ProviderKind::Zomro, closing());
+        assert_not_sent(
+            c.create_snapshot(12345, "late", None).await,
+            "create snapshot",
+        );
+        assert_eq!(
+            logged(&sim, since),
+            Vec::<String>::new(),
+            "nothing reached the provider"
+        );
+        assert!(sim.snapshots(12345).is_empty());
+        sim.shutdown().await;
+    }
+}

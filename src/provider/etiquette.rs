@@ -20,6 +20,14 @@ use crate::telemetry::spans;
 tokio::task_local! {
     /// The HTTP status of the attempt in progress, set by the transport as the answer arrives.
     static ATTEMPT_STATUS: Cell<Option<u16>>;
+    /// Whether the attempt in progress changes something at the provider.
+    static ATTEMPT_CHANGES: bool;
+}
+
+/// Whether the request being sent is a change: the transport sends changes on connections that
+/// ask the fence again at the socket. Outside an attempt, taken as a change: the safe side.
+pub(crate) fn attempt_changes() -> bool {
+    ATTEMPT_CHANGES.try_with(|changes| *changes).unwrap_or(true)
 }
 
 /// Called by the transport when an answer's status line arrived (outside an attempt: no-op).
@@ -214,6 +222,11 @@ impl Gate {
         self
     }
 
+    /// The fence this gate admits by; the transport asks it again at the socket.
+    pub fn fence(&self) -> Option<&Arc<dyn Fence>> {
+        self.fence.as_ref()
+    }
+
     /// Whether the request may leave now: the fence, then the task's send-by time.
     fn admit(&self, idempotency: Idempotency) -> Result<(), ProviderError> {
         if let Some(fence) = &self.fence {
@@ -392,7 +405,9 @@ impl Gate {
                 let start = Instant::now();
                 let (result, status) = ATTEMPT_STATUS
                     .scope(Cell::new(None), async {
-                        let result = attempt_fn().await;
+                        let result = ATTEMPT_CHANGES
+                            .scope(idempotency.mutates(), attempt_fn())
+                            .await;
                         (result, ATTEMPT_STATUS.with(Cell::get))
                     })
                     .await;

@@ -2,9 +2,11 @@
 //! etiquette (rate limit, in-flight bound, backoff) every account shares.
 //!
 //! Data flows: controller → `ProviderClient` (enum over the two APIs) → `etiquette::Gate`
-//! (token bucket + in-flight bound + retry policy) → HTTP (`transport`).
+//! (token bucket + in-flight bound + retry policy) → HTTP (`transport`) → the connections,
+//! which ask the lease fence again before a change reaches the socket (`connection`).
 
 mod client;
+mod connection;
 pub mod endpoint;
 mod error;
 mod etiquette;

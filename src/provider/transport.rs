@@ -1,24 +1,29 @@
-//! HTTP plumbing shared by both clients: building the reqwest client, reading a bounded body,
+//! HTTP plumbing shared by both clients: building and sending a request, reading a bounded body,
 //! `Retry-After`, endpoint validation, and turning transport failures into errors that name
 //! neither the URL nor anything sent.
-use std::error::Error as _;
-use std::sync::OnceLock;
+use std::error::Error as StdError;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
-use reqwest::{StatusCode, Url};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use reqwest::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT,
+};
+use reqwest::{Method, StatusCode, Url};
 
-use super::ProviderError;
+use super::connection::{Connections, FenceClosed};
 use super::error::scrub;
+use super::{Fence, ProviderError};
 
 /// Provider answers are small lists; anything bigger is a misconfigured endpoint or an attack,
 /// and must not be buffered whole.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
-/// Used when a configured timeout is zero, which reqwest would treat as "fail immediately".
+/// Used when a configured timeout is zero, which would otherwise mean "fail immediately".
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// reqwest is built without a bundled crypto provider (so the crate links one TLS stack, ring,
+/// rustls is built without a default crypto provider (so the crate links one TLS stack, ring,
 /// shared with kube); it must be installed before the first client is built. Another part of
 /// the process may have installed it already, which is fine.
 pub fn install_crypto_provider() {
@@ -57,24 +62,98 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "vpsnap".into())
 }
 
-pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, ProviderError> {
+/// An account's HTTP side: its connections, and how long one request may take, answer included.
+/// Redirects are never followed: the documented APIs never redirect, and following one would
+/// carry the credentials elsewhere or turn a POST into a GET; `common_status_error` reports it.
+#[derive(Clone, Debug)]
+pub(crate) struct Http {
+    connections: Connections,
+    timeout: Duration,
+}
+
+/// `fence`: the account's lease fence, asked again at the socket write of every change
+/// (`connection`).
+pub(crate) fn http_client(
+    timeout: Duration,
+    fence: Option<Arc<dyn Fence>>,
+) -> Result<Http, ProviderError> {
     install_crypto_provider();
     let timeout = if timeout.is_zero() {
         DEFAULT_TIMEOUT
     } else {
         timeout
     };
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        // A redirect would be followed with the credentials by some clients and turn a POST into
-        // a GET by others; the documented APIs never redirect, so one is reported instead.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(user_agent())
-        .build()
-        .map_err(|e| {
-            ProviderError::Protocol(format!("cannot build the HTTP client: {}", e.without_url()))
-        })
+    Ok(Http {
+        connections: Connections::new(timeout.min(Duration::from_secs(10)), fence)?,
+        timeout,
+    })
+}
+
+/// A request as the clients build it: small and whole in memory. No `Debug`: a Zomro body
+/// carries the credentials.
+pub(crate) struct Request {
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Request {
+    pub fn new(method: Method, url: Url) -> Self {
+        Request {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Appends `key=value` to the query string.
+    pub fn query(mut self, key: &str, value: &str) -> Self {
+        self.url.query_pairs_mut().append_pair(key, value);
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// An `application/x-www-form-urlencoded` body.
+    pub fn form(self, fields: &[(&str, &str)]) -> Self {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.header(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        )
+        .body(body)
+    }
+
+    fn into_http(self) -> Result<http::Request<Full<Bytes>>, ProviderError> {
+        // Without a body hyper sends no length at all; some servers answer a POST like that with
+        // 411 Length Required.
+        let empty_post = self.body.is_empty()
+            && matches!(self.method, Method::POST | Method::PUT | Method::PATCH);
+        let mut request = http::Request::builder()
+            .method(self.method)
+            .uri(self.url.as_str())
+            .body(Full::new(self.body))
+            .map_err(|_| ProviderError::InvalidRequest("could not build the request".into()))?;
+        let headers = request.headers_mut();
+        headers.extend(self.headers);
+        headers.insert(USER_AGENT, HeaderValue::from_static(user_agent()));
+        if empty_post {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        Ok(request)
+    }
 }
 
 /// Parses the configured endpoint. Credentials embedded in the URL are refused (they belong in
@@ -135,52 +214,81 @@ impl Reply {
     }
 }
 
-pub(crate) async fn send(
-    request: reqwest::RequestBuilder,
-    secrets: &[&str],
-) -> Result<Reply, ProviderError> {
-    let mut response = request
-        .send()
-        .await
-        .map_err(|e| transport_error(&e, secrets))?;
-    let status = response.status();
-    super::etiquette::note_status(status.as_u16());
-    let retry_after = parse_retry_after(response.headers(), jiff::Timestamp::now());
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| transport_error(&e, secrets))?
-    {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ProviderError::Protocol(format!(
-                "HTTP {} answer larger than {MAX_BODY_BYTES} bytes",
-                status.as_u16()
-            )));
-        }
-        body.extend_from_slice(&chunk);
+impl Http {
+    /// Sends `request` on the connections its attempt calls for (a change or a read, as the
+    /// gate's attempt says) and reads the whole answer, all within the request timeout.
+    pub(crate) async fn send(
+        &self,
+        request: Request,
+        secrets: &[&str],
+    ) -> Result<Reply, ProviderError> {
+        let pool = self
+            .connections
+            .for_request(super::etiquette::attempt_changes());
+        let exchange = async {
+            let response = pool
+                .request(request.into_http()?)
+                .await
+                .map_err(|e| transport_error(&e, Failure::Sending, secrets))?;
+            let status = response.status();
+            super::etiquette::note_status(status.as_u16());
+            let retry_after = parse_retry_after(response.headers(), jiff::Timestamp::now());
+            let mut incoming = response.into_body();
+            let mut body = Vec::new();
+            while let Some(frame) = incoming.frame().await {
+                let frame = frame.map_err(|e| transport_error(&e, Failure::Reading, secrets))?;
+                let Ok(chunk) = frame.into_data() else {
+                    continue;
+                };
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(ProviderError::Protocol(format!(
+                        "HTTP {} answer larger than {MAX_BODY_BYTES} bytes",
+                        status.as_u16()
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Reply {
+                status,
+                retry_after,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err(ProviderError::Transient("request timed out".into())))
     }
-    Ok(Reply {
-        status,
-        retry_after,
-        body,
-    })
 }
 
-/// A failure before a complete answer arrived. The request may or may not have reached the
-/// provider, hence `Transient` (which reports the outcome as unknown). reqwest's own `Display`
-/// names the URL, so only the kind and the underlying causes are kept.
-pub(crate) fn transport_error(err: &reqwest::Error, secrets: &[&str]) -> ProviderError {
-    let kind = if err.is_timeout() {
-        "request timed out"
-    } else if err.is_connect() {
-        "could not connect"
-    } else if err.is_body() || err.is_decode() {
-        "answer interrupted"
-    } else if err.is_builder() {
-        return ProviderError::InvalidRequest("could not build the request".into());
-    } else {
-        "request failed"
+/// Where a request failed before a complete answer arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Sending,
+    Reading,
+}
+
+/// A failure before a complete answer arrived. Refused by the fence at the socket: `Fenced`,
+/// nothing was sent. Otherwise the request may or may not have reached the provider, hence
+/// `Transient` (which reports the outcome as unknown). Only the kind and the causes are kept;
+/// none of them names the URL.
+fn transport_error(
+    err: &(dyn StdError + 'static),
+    failure: Failure,
+    secrets: &[&str],
+) -> ProviderError {
+    if let Some(closed) = FenceClosed::find(err) {
+        return ProviderError::Fenced(format!(
+            "{} (checked again as it was being written)",
+            scrub(&closed.0, secrets)
+        ));
+    }
+    let connect = err
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(|e| e.is_connect());
+    let kind = match failure {
+        Failure::Sending if connect => "could not connect",
+        Failure::Sending => "request failed",
+        Failure::Reading => "answer interrupted",
     };
     let mut causes = Vec::new();
     let mut source = err.source();
@@ -323,15 +431,38 @@ mod tests {
         )
         .await
         .unwrap();
-        let http = http_client(Duration::from_secs(10)).unwrap();
-        let url = format!("{}account/me/", sim.vps_rest_url());
-        send(http.get(url).bearer_auth("sim-token"), &[])
-            .await
-            .unwrap();
+        let http = http_client(Duration::from_secs(10), None).unwrap();
+        let url = Url::parse(&format!("{}account/me/", sim.vps_rest_url())).unwrap();
+        let request = Request::new(Method::GET, url).header(
+            reqwest::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sim-token"),
+        );
+        http.send(request, &[]).await.unwrap();
         let log = sim.call_log(0);
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].user_agent.as_deref(), Some(user_agent()));
         sim.shutdown().await;
+    }
+
+    /// Nothing listening: a transient failure that names neither the URL nor anything sent.
+    #[tokio::test]
+    async fn a_refused_connection_is_transient_and_names_neither_url_nor_secret() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let http = http_client(Duration::from_secs(5), None).unwrap();
+        let url = Url::parse(&format!("http://{addr}/secret-path/")).unwrap();
+        let request = Request::new(Method::GET, url).header(
+            reqwest::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer hunter2"),
+        );
+        match http.send(request, &["hunter2"]).await {
+            Err(ProviderError::Transient(m)) => {
+                assert!(m.starts_with("could not connect"), "{m}");
+                assert!(!m.contains("secret-path") && !m.contains("hunter2"), "{m}");
+            }
+            other => panic!("expected Transient, got {other:?}"),
+        }
     }
 
     #[test]

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use reqwest::{Method, RequestBuilder, StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
 use super::endpoint::vps_rest as endpoint;
 use super::error::scrub;
 use super::etiquette::{Gate, Idempotency};
-use super::transport::{self, Reply};
+use super::transport::{self, Http, Reply, Request};
 use super::{
     BackupKind, Credentials, Listing, ProviderCapabilities, ProviderConfig, ProviderError,
     RemoteBackup, RemoteSnapshot, RemoteState, Secret,
@@ -21,7 +21,7 @@ pub struct VpsRestClient {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    http: Http,
     /// Always ends in `/`, so joining a relative path appends to it.
     base: Url,
     authorization: HeaderValue,
@@ -75,7 +75,7 @@ impl VpsRestClient {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                http: transport::http_client(config.request_timeout)?,
+                http: transport::http_client(config.request_timeout, gate.fence().cloned())?,
                 base,
                 authorization,
                 token: token.clone(),
@@ -121,7 +121,7 @@ impl VpsRestClient {
             .run(&endpoint::LIST_SNAPSHOTS, Idempotency::Read, || async {
                 let request = self
                     .request(Method::GET, "snapshots/")?
-                    .query(&[("server_id", server)]);
+                    .query("server_id", &server.to_string());
                 let reply = self.send(request).await?;
                 self.expect_success(&reply, Op::List, "snapshots")?;
                 parse_snapshot_list(&reply.body, server, &self.secrets())
@@ -229,9 +229,9 @@ impl VpsRestClient {
             .run(&endpoint::LIST_BACKUPS, Idempotency::Read, || async {
                 let mut request = self
                     .request(Method::GET, "backups/")?
-                    .query(&[("server_id", server)]);
+                    .query("server_id", &server.to_string());
                 if let Some(kind) = kind {
-                    request = request.query(&[("backup_type", backup_type_param(kind))]);
+                    request = request.query("backup_type", backup_type_param(kind));
                 }
                 let reply = self.send(request).await?;
                 self.expect_success(&reply, Op::List, "backups")?;
@@ -335,21 +335,19 @@ impl VpsRestClient {
         [self.inner.token.expose()]
     }
 
-    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, ProviderError> {
+    fn request(&self, method: Method, path: &str) -> Result<Request, ProviderError> {
         let url = self.inner.base.join(path).map_err(|_| {
             ProviderError::InvalidRequest("cannot build a request URL from the endpoint".into())
         })?;
-        Ok(self
-            .inner
-            .http
-            .request(method, url)
+        let json = HeaderValue::from_static("application/json");
+        Ok(Request::new(method, url)
             .header(AUTHORIZATION, self.inner.authorization.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json"))
+            .header(CONTENT_TYPE, json.clone())
+            .header(ACCEPT, json))
     }
 
-    async fn send(&self, request: RequestBuilder) -> Result<Reply, ProviderError> {
-        transport::send(request, &self.secrets()).await
+    async fn send(&self, request: Request) -> Result<Reply, ProviderError> {
+        self.inner.http.send(request, &self.secrets()).await
     }
 
     /// Maps a non-2xx answer to the error the contract gives it for this kind of call.

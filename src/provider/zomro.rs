@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use reqwest::header::{ACCEPT, HeaderValue};
-use reqwest::{StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
 use super::endpoint::{Endpoint, zomro as endpoint};
 use super::error::scrub;
 use super::etiquette::{Gate, Idempotency};
-use super::transport::{self, Reply};
+use super::transport::{self, Http, Reply, Request};
 use super::zomro_json::{self, BodyError, Object};
 use super::{
     Credentials, Listing, ProviderCapabilities, ProviderConfig, ProviderError, RemoteBackup,
@@ -47,7 +47,7 @@ pub struct ZomroClient {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    http: Http,
     endpoint: Url,
     username: Secret,
     password: Secret,
@@ -106,7 +106,7 @@ impl ZomroClient {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                http: transport::http_client(config.request_timeout)?,
+                http: transport::http_client(config.request_timeout, gate.fence().cloned())?,
                 endpoint: transport::parse_endpoint(&config.endpoint)?,
                 authinfo: Secret::new(format!("{}:{}", username.expose(), password.expose())),
                 username: username.clone(),
@@ -369,16 +369,18 @@ impl ZomroClient {
                 form.extend(fields.iter().map(|(k, v)| (*k, v.as_str())));
                 form.push((auth_field, credential.expose()));
                 let secrets = self.secrets();
-                let reply = transport::send(self.form_request(&form), &secrets.refs()).await?;
+                let reply = self
+                    .inner
+                    .http
+                    .send(self.form_request(&form), &secrets.refs())
+                    .await?;
                 interpret(&reply, &secrets.refs())
             })
             .await
     }
 
-    fn form_request(&self, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
-        self.inner
-            .http
-            .post(self.inner.endpoint.clone())
+    fn form_request(&self, form: &[(&str, &str)]) -> Request {
+        Request::new(Method::POST, self.inner.endpoint.clone())
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .form(form)
     }
@@ -396,7 +398,11 @@ impl ZomroClient {
                     ("lang", "en"),
                 ];
                 let secrets = self.secrets();
-                let reply = transport::send(self.form_request(&form), &secrets.refs()).await?;
+                let reply = self
+                    .inner
+                    .http
+                    .send(self.form_request(&form), &secrets.refs())
+                    .await?;
                 let doc = interpret(&reply, &secrets.refs())?;
                 zomro_json::session_id(&doc)
                     .map(Secret::new)
