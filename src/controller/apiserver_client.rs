@@ -14,8 +14,10 @@
 //! HTTP/2 is offered in the TLS handshake; an apiserver that declines it gets HTTP/1.1 as
 //! before. A configured proxy keeps kube's default client, which knows how to tunnel.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,7 +27,6 @@ use kube::client::retry::RetryPolicy;
 use kube::client::{ClientBuilder, ConfigExt};
 use kube::{Client, Config};
 use tower::retry::RetryLayer;
-use tower::util::Oneshot;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
 /// A connection that answers no ping for this long is dead; every request on it fails and the
@@ -115,14 +116,34 @@ fn connection(config: &Config) -> Result<Connection, kube::Error> {
 /// Each request to the next connection in turn.
 #[derive(Clone)]
 struct RoundRobin<S> {
-    connections: Arc<[S]>,
+    connections: Arc<[Slot<S>]>,
     next: Arc<AtomicUsize>,
+}
+
+/// One connection's client, and whether it is known to be open.
+///
+/// Until a request on it has succeeded, requests go one at a time: the client learns that a
+/// connection speaks HTTP/2 only once it is up (in the TLS handshake), so a burst sent to a
+/// client without one dials a connection per request — seen as 8–33 connections where 4 were
+/// meant (`tests/apiserver_client.rs`, about 1 run in 7). After a failure the same holds again,
+/// for a connection that may have gone.
+struct Slot<S> {
+    service: S,
+    open: AtomicBool,
+    alone: tokio::sync::Mutex<()>,
 }
 
 impl<S> RoundRobin<S> {
     fn new(connections: Vec<S>) -> Self {
         Self {
-            connections: connections.into(),
+            connections: connections
+                .into_iter()
+                .map(|service| Slot {
+                    service,
+                    open: AtomicBool::new(false),
+                    alone: tokio::sync::Mutex::new(()),
+                })
+                .collect(),
             next: Arc::default(),
         }
     }
@@ -130,11 +151,13 @@ impl<S> RoundRobin<S> {
 
 impl<S, R> Service<R> for RoundRobin<S>
 where
-    S: Service<R> + Clone,
+    S: Service<R> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    R: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Oneshot<S, R>;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // Readiness is asked of the chosen connection in `oneshot`.
@@ -143,6 +166,20 @@ where
 
     fn call(&mut self, request: R) -> Self::Future {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        self.connections[i].clone().oneshot(request)
+        let connections = self.connections.clone();
+        Box::pin(async move {
+            let slot = &connections[i];
+            let alone = if slot.open.load(Ordering::Acquire) {
+                None
+            } else {
+                let guard = slot.alone.lock().await;
+                // Someone else opened it while this one waited: go along with the rest.
+                (!slot.open.load(Ordering::Acquire)).then_some(guard)
+            };
+            let result = slot.service.clone().oneshot(request).await;
+            slot.open.store(result.is_ok(), Ordering::Release);
+            drop(alone);
+            result
+        })
     }
 }
