@@ -603,7 +603,7 @@ async fn servers_shows_what_the_operator_listed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_shows_published_occupancy_with_foreign_snapshots_and_the_next_eviction() {
     use vpsnap::api::{OccupancyClass, Occupant, OccupantState, OwnerKind, ServerOccupancyStatus};
-    use vpsnap::controller::occupancy::{Account, Publisher, Shard, plan};
+    use vpsnap::controller::occupancy::{Account, Publisher, RecountWait, Shard, plan};
     let client = client().await;
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "plug-servers").await;
@@ -681,7 +681,12 @@ async fn servers_shows_published_occupancy_with_foreign_snapshots_and_the_next_e
     // ... a new one needs one: it rewrites shard 0 (its count changed) and removes shard 1.
     let shards = plan(vec![full.clone(), roomy.clone()]);
     assert_eq!(shards.len(), 1);
-    let mut restarted = Publisher::new(client.clone());
+    // (A new count is written without the settling wait here: that wait is
+    // `a_new_shard_count_is_written_whole_once_it_has_settled`'s.)
+    let mut restarted = Publisher::new(client.clone()).with_recount_wait(RecountWait {
+        settle: Duration::ZERO,
+        max: Duration::ZERO,
+    });
     assert_eq!(
         restarted.publish(&account, shards.clone()).await.unwrap(),
         3,

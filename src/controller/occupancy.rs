@@ -9,15 +9,17 @@
 //!   (JSON), far below the apiserver's ~1.5 MB object limit. A server lists at most
 //!   [`MAX_ITEMS`] items (`itemsOmitted` counts the rest), so one server can never outgrow
 //!   a shard. 2,000 servers × (5 snapshots + 10 backups) with typical names are ~6.2 MiB in all:
-//!   32 shards of ~200 KiB (measured by a unit test).
+//!   128 shards of ~50 KiB (measured by a unit test).
 //! - **Writes**: a shard is written only when its content changed — listing times aside,
 //!   which alone refresh it at most every [`REFRESH`] — and an account is looked at every
 //!   [`INTERVAL`]. A fleet in churn (every shard changing, as while 10,000 objects are
-//!   created) writes at most [`WRITES_PER_INTERVAL`] shards per interval, the least recently
-//!   written first: rewriting every shard of ~200 KiB every 5 s took apiserver time the
-//!   objects' own writes needed (measured with `vpsnap-bench`, README "Scale and
-//!   resilience"). New shards and a change of the shard count are written at once. A
-//!   settled fleet costs `shards / REFRESH` writes (32 per 30 minutes for 2,000 servers).
+//!   created) rewrites at most [`CHURN_BYTES_PER_INTERVAL`] of changed shards per interval,
+//!   the least recently written first: large rewrites stalled the objects' own writes around
+//!   them and took apiserver time they needed (measured with `vpsnap-bench`, README "Why
+//!   targets are still missed"). New shards are written at once. A change of the shard count
+//!   rewrites every shard, so it waits until the count has held for [`RECOUNT_SETTLE`] (a
+//!   growing fleet steps through several) or has waited [`RECOUNT_MAX_WAIT`]; meanwhile the
+//!   old shards stand. A settled fleet costs `shards / REFRESH` writes.
 //! - **Reads**: nothing is watched or cached. After a start, the namespace's occupancy
 //!   objects are listed once per account to learn what is already published, so a restart
 //!   rewrites nothing that is current and removes shards of an older shard count.
@@ -46,12 +48,19 @@ pub const MANAGER: &str = "vpsnap-occupancy";
 pub const INTERVAL: Duration = Duration::from_secs(5);
 /// How stale published listing times may get before a shard is rewritten for them alone.
 pub const REFRESH: Duration = Duration::from_secs(30 * 60);
-/// Aim for shards at most this large (serialised JSON).
-pub const SHARD_TARGET: usize = 256 * 1024;
+/// Aim for shards at most this large (serialised JSON). Small, because one large write stalls
+/// the apiserver's small ones around it (README, "Why targets are still missed").
+pub const SHARD_TARGET: usize = 64 * 1024;
 /// Items listed per server and class; the rest are counted in `itemsOmitted`.
 pub const MAX_ITEMS: usize = 100;
-/// Shards rewritten per account and interval when the shard count is unchanged.
-pub const WRITES_PER_INTERVAL: usize = 2;
+/// Bytes of changed shards rewritten per account and interval when the shard count is
+/// unchanged (at least one shard).
+pub const CHURN_BYTES_PER_INTERVAL: usize = 128 * 1024;
+/// A new shard count is written once it has held this long: a growing fleet steps through
+/// several counts, and each change rewrites every shard.
+pub const RECOUNT_SETTLE: Duration = Duration::from_secs(30);
+/// … or once a recount has waited this long, for a fleet whose count keeps changing.
+pub const RECOUNT_MAX_WAIT: Duration = Duration::from_secs(5 * 60);
 /// Shards per account at most (2^10).
 const MAX_SHARD_BITS: u32 = 10;
 
@@ -296,13 +305,45 @@ struct Published {
     of: u32,
 }
 
-/// The shards to write now, of those `due`. When the shard count changed, all of them: the
-/// plugin would otherwise see a server in an old and a new shard at once. Otherwise every
-/// shard never written, and of the others at most [`WRITES_PER_INTERVAL`], those written
-/// longest ago first (so every changing shard has its turn).
+/// How long a new shard count waits before it is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecountWait {
+    /// The count must have held this long ([`RECOUNT_SETTLE`]) …
+    pub settle: Duration,
+    /// … unless some recount has waited this long ([`RECOUNT_MAX_WAIT`]).
+    pub max: Duration,
+}
+
+impl Default for RecountWait {
+    fn default() -> Self {
+        RecountWait {
+            settle: RECOUNT_SETTLE,
+            max: RECOUNT_MAX_WAIT,
+        }
+    }
+}
+
+/// A shard count planned but not yet written (see [`RecountWait`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct PendingRecount {
+    of: u32,
+    /// Since when this count has been planned without a change.
+    planned_since: Timestamp,
+    /// Since when some recount has been waiting.
+    waiting_since: Timestamp,
+}
+
+/// The shards to write now, of those `due`. When the shard count changed, all of them — the
+/// plugin would otherwise see a server in an old and a new shard at once — but only once the
+/// new count has settled (`pending` tracks it; until then nothing is written and the old
+/// shards stand). Otherwise every shard never written, and of the others, those written
+/// longest ago first (so every changing shard has its turn), up to
+/// [`CHURN_BYTES_PER_INTERVAL`] and at least one.
 fn to_write<'a>(
     shards: &'a [Shard],
     known: &BTreeMap<u32, Option<Published>>,
+    pending: &mut Option<PendingRecount>,
+    wait: RecountWait,
     now: Timestamp,
 ) -> Vec<&'a Shard> {
     let last = |s: &Shard| known.get(&s.index).cloned().flatten();
@@ -315,14 +356,48 @@ fn to_write<'a>(
         .filter(|(s, l)| due(s, l.as_ref(), now))
         .collect();
     if recount {
+        let waiting = match *pending {
+            Some(p) if p.of == of => p,
+            Some(p) => PendingRecount {
+                of,
+                planned_since: now,
+                waiting_since: p.waiting_since,
+            },
+            None => PendingRecount {
+                of,
+                planned_since: now,
+                waiting_since: now,
+            },
+        };
+        let held = |since: Timestamp, d: Duration| {
+            now.duration_since(since).as_secs() >= d.as_secs() as i64
+        };
+        if !held(waiting.planned_since, wait.settle) && !held(waiting.waiting_since, wait.max) {
+            *pending = Some(waiting);
+            return Vec::new();
+        }
+        *pending = None;
         return due.into_iter().map(|(s, _)| s).collect();
     }
+    *pending = None;
     let (new, mut changed): (Vec<_>, Vec<_>) = due.into_iter().partition(|(_, l)| l.is_none());
     changed.sort_by_key(|(s, l)| (l.as_ref().map(|l| l.at), s.index));
+    let mut budget = CHURN_BYTES_PER_INTERVAL;
+    let churn = changed.into_iter().enumerate().take_while(|(n, (s, _))| {
+        let bytes = shard_bytes(s);
+        let fits = *n == 0 || bytes <= budget;
+        budget = budget.saturating_sub(bytes);
+        fits
+    });
     new.into_iter()
-        .chain(changed.into_iter().take(WRITES_PER_INTERVAL))
+        .chain(churn.map(|(_, c)| c))
         .map(|(s, _)| s)
         .collect()
+}
+
+/// A shard's size as published (its entries' JSON).
+fn shard_bytes(shard: &Shard) -> usize {
+    shard.servers.iter().map(size).sum()
 }
 
 /// Whether a shard must be written now.
@@ -384,6 +459,9 @@ pub struct Publisher {
     client: Client,
     /// Per account: per shard index, what is published.
     known: HashMap<Account, BTreeMap<u32, Option<Published>>>,
+    /// Per account: a new shard count waiting to settle.
+    pending: HashMap<Account, PendingRecount>,
+    wait: RecountWait,
 }
 
 impl Publisher {
@@ -391,7 +469,15 @@ impl Publisher {
         Self {
             client,
             known: HashMap::new(),
+            pending: HashMap::new(),
+            wait: RecountWait::default(),
         }
+    }
+
+    /// Waits `wait` before writing a new shard count instead of the defaults.
+    pub fn with_recount_wait(mut self, wait: RecountWait) -> Self {
+        self.wait = wait;
+        self
     }
 
     /// Publishes `shards` of `account`: writes what changed, deletes shards no longer used.
@@ -418,7 +504,14 @@ impl Publisher {
             self.known.insert(account.clone(), existing);
         }
         let known = self.known.entry(account.clone()).or_default();
-        for shard in to_write(&shards, known, now) {
+        let mut pending = self.pending.remove(account);
+        let writing = to_write(&shards, known, &mut pending, self.wait, now);
+        if let Some(p) = pending {
+            // The old shards stand, whole, until the new count is written.
+            self.pending.insert(account.clone(), p);
+            return Ok(0);
+        }
+        for shard in writing {
             let name = shard_name(&account.name, shard.index);
             let last = known.get(&shard.index).cloned().flatten();
             // The spec (identity, shard count) is written when the object is new or the
@@ -492,6 +585,7 @@ impl Publisher {
     /// reference), so memory follows the live accounts.
     pub fn retain(&mut self, live: &[Account]) {
         self.known.retain(|a, _| live.contains(a));
+        self.pending.retain(|a, _| live.contains(a));
     }
 }
 
@@ -658,31 +752,80 @@ mod tests {
         assert!(due(&changed, Some(&last), later), "content changed: write");
     }
 
+    fn t(m: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + m * 60).unwrap()
+    }
+
+    fn indices(w: Vec<&Shard>) -> Vec<u32> {
+        w.iter().map(|s| s.index).collect()
+    }
+
+    /// Published at `at` with shard count `of`, and changed since.
+    fn changed_since(at: Timestamp, of: u32) -> Option<Published> {
+        Some(Published { digest: 0, at, of })
+    }
+
+    /// Shard `index` of `of` holding at least `bytes` of entries.
+    fn shard_of(index: u32, of: u32, bytes: usize) -> Shard {
+        let mut servers = Vec::new();
+        let mut server = i64::from(index) * 1000;
+        while servers.iter().map(size).sum::<usize>() < bytes {
+            server += 1;
+            servers.push(entry(server, OccupancyClass::Snapshot, 10));
+        }
+        Shard { index, of, servers }
+    }
+
     #[test]
-    fn a_fleet_in_churn_rewrites_a_few_shards_per_interval_oldest_first() {
-        let t = |m: i64| Timestamp::from_second(1_800_000_000 + m * 60).unwrap();
-        let shards: Vec<Shard> = (0..8)
-            .map(|index| Shard {
-                index,
-                of: 8,
-                servers: vec![entry(index as i64 + 1, OccupancyClass::Snapshot, 1)],
-            })
-            .collect();
-        let stale = |at: Timestamp, of: u32| {
-            Some(Published {
-                digest: 0, // every shard changed since
-                at,
-                of,
-            })
-        };
-        let indices = |w: Vec<&Shard>| w.iter().map(|s| s.index).collect::<Vec<_>>();
+    fn a_fleet_in_churn_rewrites_a_byte_budget_per_interval_oldest_first() {
+        let third = CHURN_BYTES_PER_INTERVAL / 3;
+        let shards: Vec<Shard> = (0..8).map(|i| shard_of(i, 8, third)).collect();
+        assert!(shard_bytes(&shards[0]) < CHURN_BYTES_PER_INTERVAL / 2);
+        let mut none = None;
 
         // Never written: all at once.
-        assert_eq!(indices(to_write(&shards, &BTreeMap::new(), t(9))).len(), 8);
-        // All changed: the two written longest ago, plus the one never written.
-        let mut known: BTreeMap<u32, Option<Published>> =
-            (0..7).map(|i| (i, stale(t(8 - i as i64), 8))).collect();
-        assert_eq!(indices(to_write(&shards, &known, t(9))), vec![7, 6, 5]);
+        assert_eq!(
+            to_write(
+                &shards,
+                &BTreeMap::new(),
+                &mut none,
+                RecountWait::default(),
+                t(9)
+            )
+            .len(),
+            8
+        );
+        // All changed: as many of those written longest ago as the budget holds (two of a
+        // third and more each), plus the one never written.
+        let mut known: BTreeMap<u32, Option<Published>> = (0..7)
+            .map(|i| (i, changed_since(t(8 - i as i64), 8)))
+            .collect();
+        assert_eq!(
+            indices(to_write(
+                &shards,
+                &known,
+                &mut none,
+                RecountWait::default(),
+                t(9)
+            )),
+            vec![7, 6, 5]
+        );
+        // A shard larger than the budget still has its turn, alone.
+        let big: Vec<Shard> = (0..2)
+            .map(|i| shard_of(i, 2, CHURN_BYTES_PER_INTERVAL + 1))
+            .collect();
+        let old: BTreeMap<u32, Option<Published>> =
+            (0..2).map(|i| (i, changed_since(t(i as i64), 2))).collect();
+        assert_eq!(
+            indices(to_write(
+                &big,
+                &old,
+                &mut none,
+                RecountWait::default(),
+                t(9)
+            )),
+            vec![0]
+        );
         // Nothing changed: nothing written.
         for (i, s) in shards.iter().enumerate() {
             known.insert(
@@ -694,17 +837,73 @@ mod tests {
                 }),
             );
         }
-        assert!(to_write(&shards, &known, t(9)).is_empty());
-        // A new shard count: every due shard together.
-        for i in 0..8 {
-            known.insert(i, stale(t(1), 4));
+        assert!(to_write(&shards, &known, &mut none, RecountWait::default(), t(9)).is_empty());
+        assert_eq!(none, None);
+    }
+
+    #[test]
+    fn a_new_shard_count_is_written_whole_once_it_has_settled() {
+        let writes = |shards: &[Shard],
+                      known: &BTreeMap<u32, Option<Published>>,
+                      pending: &mut Option<PendingRecount>,
+                      now: Timestamp| {
+            to_write(shards, known, pending, RecountWait::default(), now).len()
+        };
+        let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
+        let settle = RECOUNT_SETTLE.as_secs() as i64;
+        let shards = |of: u32| -> Vec<Shard> { (0..of).map(|i| shard_of(i, of, 100)).collect() };
+        let known: BTreeMap<u32, Option<Published>> =
+            (0..4).map(|i| (i, changed_since(at(0), 4))).collect();
+        let mut pending = None;
+
+        // The fleet grew from 4 to 8 shards: nothing is written until 8 has held.
+        let eight = shards(8);
+        assert_eq!(writes(&eight, &known, &mut pending, at(100)), 0);
+        assert_eq!(
+            writes(&eight, &known, &mut pending, at(100 + settle - 1)),
+            0
+        );
+        // It grew on to 16 meanwhile: the wait starts over.
+        let sixteen = shards(16);
+        assert_eq!(writes(&sixteen, &known, &mut pending, at(100 + settle)), 0);
+        assert_eq!(
+            writes(&sixteen, &known, &mut pending, at(100 + 2 * settle - 1)),
+            0
+        );
+        // 16 held: every shard together, and nothing waits any more.
+        assert_eq!(
+            writes(&sixteen, &known, &mut pending, at(100 + 2 * settle)),
+            16
+        );
+        assert_eq!(pending, None);
+
+        // A count that never holds still gets written after the longest wait.
+        let max = RECOUNT_MAX_WAIT.as_secs() as i64;
+        let mut pending = None;
+        let mut now = 1_000;
+        let mut written = None;
+        for step in 0.. {
+            let of = if step % 2 == 0 { 8 } else { 16 };
+            let planned = shards(of);
+            if writes(&planned, &known, &mut pending, at(now)) > 0 {
+                written = Some(now);
+                break;
+            }
+            now += settle / 2;
         }
-        assert_eq!(indices(to_write(&shards, &known, t(9))).len(), 8);
-        // An old shard beyond the count left over: also a recount.
-        let mut known: BTreeMap<u32, Option<Published>> =
-            (0..8).map(|i| (i, stale(t(1), 8))).collect();
-        known.insert(9, stale(t(1), 16));
-        assert_eq!(indices(to_write(&shards, &known, t(9))).len(), 8);
+        let written = written.expect("written at last");
+        assert!(
+            (1_000 + max..1_000 + max + settle).contains(&written),
+            "{written}"
+        );
+
+        // An old shard beyond the count left over is a recount too.
+        let mut leftover: BTreeMap<u32, Option<Published>> =
+            (0..8).map(|i| (i, changed_since(at(0), 8))).collect();
+        leftover.insert(9, changed_since(at(0), 16));
+        let mut pending = None;
+        assert_eq!(writes(&eight, &leftover, &mut pending, at(10)), 0);
+        assert_eq!(writes(&eight, &leftover, &mut pending, at(10 + settle)), 8);
     }
 
     #[test]
