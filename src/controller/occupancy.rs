@@ -356,27 +356,9 @@ fn to_write<'a>(
         .filter(|(s, l)| due(s, l.as_ref(), now))
         .collect();
     if recount {
-        let waiting = match *pending {
-            Some(p) if p.of == of => p,
-            Some(p) => PendingRecount {
-                of,
-                planned_since: now,
-                waiting_since: p.waiting_since,
-            },
-            None => PendingRecount {
-                of,
-                planned_since: now,
-                waiting_since: now,
-            },
-        };
-        let held = |since: Timestamp, d: Duration| {
-            now.duration_since(since).as_secs() >= d.as_secs() as i64
-        };
-        if !held(waiting.planned_since, wait.settle) && !held(waiting.waiting_since, wait.max) {
-            *pending = Some(waiting);
+        if recount_waits(pending, of, wait, now) {
             return Vec::new();
         }
-        *pending = None;
         return due.into_iter().map(|(s, _)| s).collect();
     }
     *pending = None;
@@ -393,6 +375,34 @@ fn to_write<'a>(
         .chain(churn.map(|(_, c)| c))
         .map(|(s, _)| s)
         .collect()
+}
+
+/// Whether the recount to `of` shards must wait longer; `pending` keeps track of it (and is
+/// cleared when it need not).
+fn recount_waits(
+    pending: &mut Option<PendingRecount>,
+    of: u32,
+    wait: RecountWait,
+    now: Timestamp,
+) -> bool {
+    let waiting = match *pending {
+        Some(p) if p.of == of => p,
+        Some(p) => PendingRecount {
+            of,
+            planned_since: now,
+            waiting_since: p.waiting_since,
+        },
+        None => PendingRecount {
+            of,
+            planned_since: now,
+            waiting_since: now,
+        },
+    };
+    let held =
+        |since: Timestamp, d: Duration| now.duration_since(since).as_secs() >= d.as_secs() as i64;
+    let waits = !held(waiting.planned_since, wait.settle) && !held(waiting.waiting_since, wait.max);
+    *pending = waits.then_some(waiting);
+    waits
 }
 
 /// A shard's size as published (its entries' JSON).
