@@ -1,6 +1,8 @@
 //! The apiserver's own account of a window: how long it took to answer the writes to one
-//! resource, read from its `/metrics` before and after. It tells a slow apiserver apart from an operator whose work
-//! waits in its own queue: the latency phase prints both beside the operator's figure.
+//! resource and how many bytes they carried, read from its `/metrics` before and after. It
+//! tells a slow apiserver apart from an operator whose work waits in its own queue: the
+//! latency phase prints both beside the operator's figure, and every phase prints what the
+//! operator wrote beside the objects themselves (its `VpsOccupancy` shards).
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -61,17 +63,26 @@ pub struct Reading {
     /// `apiserver_request_duration_seconds` of writes (every verb but reads and watches) to
     /// the resource, subresources included.
     pub writes: Histogram,
+    /// `apiserver_request_body_size_bytes_sum` of those writes: the bytes they sent.
+    pub body_bytes: u64,
 }
 
 impl Reading {
     pub fn since(&self, before: &Reading) -> Reading {
         Reading {
             writes: self.writes.since(&before.writes),
+            body_bytes: self.body_bytes.saturating_sub(before.body_bytes),
         }
     }
 }
 
+/// Verbs that read, as the duration metric spells them; the body-size metric spells them in
+/// lower case.
 const READS: [&str; 4] = ["GET", "LIST", "WATCH", "WATCHLIST"];
+
+fn is_write(verb: &str) -> bool {
+    !READS.iter().any(|r| r.eq_ignore_ascii_case(verb))
+}
 
 /// Reads the apiserver's `/metrics` (needs `get` on the `/metrics` non-resource URL).
 pub async fn read(client: &Client, resource: &str) -> Result<Reading> {
@@ -99,12 +110,15 @@ pub fn parse(text: &str, resource: &str) -> Reading {
                 (k == key).then(|| v.trim_matches('"'))
             })
         };
-        let Some(le) = label("le") else { continue };
-        if name == "apiserver_request_duration_seconds_bucket"
-            && label("resource") == Some(resource)
-            && label("verb").is_some_and(|v| !READS.contains(&v))
-        {
-            reading.writes.add(le, count as u64)
+        if label("resource") != Some(resource) || !label("verb").is_some_and(is_write) {
+            continue;
+        }
+        match (name, label("le")) {
+            ("apiserver_request_duration_seconds_bucket", Some(le)) => {
+                reading.writes.add(le, count as u64)
+            }
+            ("apiserver_request_body_size_bytes_sum", None) => reading.body_bytes += count as u64,
+            _ => {}
         }
     }
     reading
@@ -160,6 +174,16 @@ impl Closed {
     pub fn writes_per_sec(&self) -> f64 {
         self.reading.writes.count() as f64 / self.secs.max(1e-9)
     }
+
+    /// "writes, KiB sent, p50 / p99 of their time in the apiserver".
+    pub fn writes_and_bytes(&self) -> String {
+        format!(
+            "{} writes, {} KiB, {}",
+            self.reading.writes.count(),
+            self.reading.body_bytes / 1024,
+            self.write_quantiles()
+        )
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +202,10 @@ apiserver_request_duration_seconds_bucket{component="apiserver",group="vpsnap.de
 apiserver_request_duration_seconds_bucket{component="apiserver",group="vpsnap.dev",resource="vpssnapshots",subresource="",verb="LIST",le="0.1"} 50
 apiserver_request_duration_seconds_bucket{component="apiserver",group="vpsnap.dev",resource="vpssnapshots",subresource="",verb="LIST",le="+Inf"} 50
 apiserver_request_duration_seconds_bucket{component="apiserver",group="",resource="leases",subresource="",verb="PUT",le="+Inf"} 70
+apiserver_request_body_size_bytes_sum{group="vpsnap.dev",resource="vpssnapshots",verb="patch"} 5000
+apiserver_request_body_size_bytes_count{group="vpsnap.dev",resource="vpssnapshots",verb="patch"} 11
+apiserver_request_body_size_bytes_sum{group="vpsnap.dev",resource="vpssnapshots",verb="list"} 7
+apiserver_request_body_size_bytes_sum{group="vpsnap.dev",resource="vpsoccupancies",verb="patch"} 900000
 "#;
 
     #[test]
@@ -187,6 +215,8 @@ apiserver_request_duration_seconds_bucket{component="apiserver",group="",resourc
         assert_eq!(r.writes.quantile_bound_ms(0.25), Some(5.0));
         assert_eq!(r.writes.quantile_bound_ms(0.8), Some(100.0));
         assert_eq!(r.writes.quantile_bound_ms(1.0), None, "in +Inf: no bound");
+        assert_eq!(r.body_bytes, 5000, "write bodies of this resource only");
+        assert_eq!(parse(TEXT, "vpsoccupancies").body_bytes, 900_000);
     }
 
     #[test]

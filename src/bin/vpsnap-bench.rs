@@ -493,12 +493,14 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
     let cpu0 = ProcStats::read(pid1)
         .map(|s| s.cpu_secs)
         .unwrap_or_default();
+    let occupancy_burst = apiserver::Window::open(&client, OCCUPANCY).await?;
     let t0 = Instant::now();
     let t0_at = Timestamp::now();
     cluster::apply_all(&api, manifests, k.concurrency).await?;
     let applied = t0.elapsed();
     let all_ready = wait_ready(&snapshots, n as usize, k.ready_timeout, t0).await;
     let ready_time = t0.elapsed();
+    let occupancy_burst = occupancy_burst.close(&client).await?;
     let calls1 = sim.calls();
     let burst_writes = (
         snapshots.writes().since(&writes0.0),
@@ -597,6 +599,7 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
             reconciles1.saturating_sub(reconciles0) as f64 / n as f64
         ),
     );
+    t.info(OCCUPANCY_ROW, occupancy_burst.writes_and_bytes());
     t.info("operator CPU during burst", format!("{:.1} s", cpu1 - cpu0));
 
     // --- 3. steady state -------------------------------------------------------------------
@@ -611,7 +614,9 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
         .map(|s| s.cpu_secs)
         .unwrap_or_default();
     let s_reconciles = reconciles(env).await;
+    let occupancy_steady = apiserver::Window::open(&client, OCCUPANCY).await?;
     tokio::time::sleep(k.steady).await;
+    let occupancy_steady = occupancy_steady.close(&client).await?;
     let e_reconciles = reconciles(env).await;
     let e_calls = sim.calls();
     let e_cpu = ProcStats::read(pid1)
@@ -672,6 +677,7 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
         "Events written per minute",
         format!("{:.1}", per_minute(w_events.total(), k.steady)),
     );
+    t.info(OCCUPANCY_ROW, occupancy_steady.writes_and_bytes());
     t.info(
         "operator CPU per minute",
         format!("{:.2} s", (e_cpu - s_cpu) * 60.0 / k.steady.as_secs_f64()),
@@ -685,12 +691,16 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
     // meets the apiserver vpsnap's latency objects meet (the operator watches only its own
     // namespace and writes nothing while settled).
     println!("      first the floor, at the same rate, 3 writes each, beside these objects …");
+    let occupancy_floor3 = apiserver::Window::open(&client, OCCUPANCY).await?;
     let (floor3_latency, floor3_window) =
         floor_latency_in_own_namespace(&client, &mut env.namespaces, k, rate, true).await?;
+    let occupancy_floor3 = occupancy_floor3.close(&client).await?;
     println!("      then vpsnap's {l} objects at the same rate …");
+    let occupancy_lat = apiserver::Window::open(&client, OCCUPANCY).await?;
     let lat_window = apiserver::Window::open(&client, "vpssnapshots").await?;
     let lat = measure_latency(k, &api, sim, &snapshots, n, rate, 0).await?;
     let lat_window = lat_window.close(&client).await?;
+    let occupancy_lat = occupancy_lat.close(&client).await?;
     t.section(&format!(
         "latency: {l} objects applied at {rate:.1}/s (achieved {:.1}/s) on {} fresh servers; the floor's own latency at the same rate",
         lat.achieved_rate,
@@ -735,6 +745,14 @@ async fn phases(k: &Knobs, env: &mut Env) -> Result<Table> {
             windows
                 .map(|w| format!("{:.0}", w.writes_per_sec()))
                 .join(" / "),
+        );
+        t.info(
+            &format!("{OCCUPANCY_ROW}: beside the floor (beside, 3) | beside vpsnap's objects"),
+            format!(
+                "{} | {}",
+                occupancy_floor3.writes_and_bytes(),
+                occupancy_lat.writes_and_bytes()
+            ),
         );
         let p99_over =
             |floor: &[f64]| match (quantile(&lat.latencies_ms, 0.99), quantile(floor, 0.99)) {
@@ -1189,6 +1207,12 @@ async fn floor_latency_in_own_namespace(
     remove_floor(client, namespaces, &ns).await?;
     Ok((latencies, window))
 }
+
+/// The operator's other writes: its `VpsOccupancy` shards (`kubectl vpsnap servers`). The
+/// floors write none; a phase prints them so their share of the apiserver is seen.
+const OCCUPANCY: &str = "vpsoccupancies";
+const OCCUPANCY_ROW: &str =
+    "operator's VpsOccupancy writes: count, bytes sent, apiserver time p50 / p99";
 
 /// The floor's own latency at `rate`: each object applied and, right after, written once
 /// more (the finalizer + intent patch vpsnap writes before its create); apply sent → that
