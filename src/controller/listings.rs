@@ -94,7 +94,9 @@ pub struct ServerKey {
 
 #[derive(Default)]
 struct Slot {
-    listing: Option<ServerListing>,
+    /// Shared with [`Left`] once let go: a server's listing is held once, copied only when a
+    /// holder changes it.
+    listing: Option<Arc<ServerListing>>,
     /// Provider ids this process deleted that the provider may still list for a while.
     deleting: HashMap<String, Instant>,
     /// Objects (`namespace/name`) whose create this process is sending with the lock let go:
@@ -109,9 +111,24 @@ const DELETE_PATIENCE: Duration = Duration::from_secs(600);
 /// after this long; a create is answered or abandoned within seconds.
 const RESERVATION_TTL: Duration = Duration::from_secs(300);
 
+/// One server: its slot, and what the last holder of its lock left, for readers that must
+/// not wait for a busy server.
+#[derive(Default)]
+struct Entry {
+    slot: Arc<AsyncMutex<Slot>>,
+    left: Mutex<Option<Left>>,
+}
+
+/// The listing and the ids being deleted as a lock holder let go of them.
+#[derive(Clone)]
+struct Left {
+    listing: Arc<ServerListing>,
+    deleting: BTreeSet<String>,
+}
+
 #[derive(Clone)]
 pub struct Listings {
-    slots: Arc<Mutex<HashMap<ServerKey, Arc<AsyncMutex<Slot>>>>>,
+    slots: Arc<Mutex<HashMap<ServerKey, Arc<Entry>>>>,
     started: Instant,
 }
 
@@ -127,30 +144,46 @@ impl Default for Listings {
 /// Exclusive access to one server: its cached listing, and the right to create or delete there.
 pub struct ServerGuard {
     guard: OwnedMutexGuard<Slot>,
+    entry: Arc<Entry>,
     started: Instant,
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        // An invalidated listing keeps the last one for readers: its time says how old it is.
+        if let Some(listing) = &self.guard.listing {
+            let left = Left {
+                listing: listing.clone(),
+                deleting: self.guard.deleting.keys().cloned().collect(),
+            };
+            *self.entry.left.lock().expect("left lock") = Some(left);
+        }
+    }
 }
 
 impl Listings {
     pub async fn lock(&self, key: &ServerKey) -> ServerGuard {
-        let slot = {
+        let entry = {
             let mut slots = self.slots.lock().expect("listings lock");
             slots.entry(key.clone()).or_default().clone()
         };
         ServerGuard {
-            guard: slot.lock_owned().await,
+            guard: entry.slot.clone().lock_owned().await,
+            entry,
             started: self.started,
         }
     }
 
     /// The cached listings of `provider`'s servers of one class, with the ids being deleted,
-    /// as they are now. A server whose lock is held right now is left out (it is busy
-    /// being listed or acted on; the next look sees it): this never waits.
+    /// as the last holder of each server's lock left them: a server busy right now is seen
+    /// as it was before (not left out, which would make it vanish from the published
+    /// occupancy for a moment). This never waits.
     pub fn cached(
         &self,
         provider: &ProviderKey,
         class: Class,
     ) -> Vec<(ServerKey, ServerListing, BTreeSet<String>)> {
-        let slots: Vec<(ServerKey, Arc<AsyncMutex<Slot>>)> = self
+        let entries: Vec<(ServerKey, Arc<Entry>)> = self
             .slots
             .lock()
             .expect("listings lock")
@@ -158,12 +191,11 @@ impl Listings {
             .filter(|(k, _)| &k.provider == provider && k.class == class)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        slots
+        entries
             .into_iter()
-            .filter_map(|(key, slot)| {
-                let slot = slot.try_lock().ok()?;
-                let listing = slot.listing.clone()?;
-                Some((key, listing, slot.deleting.keys().cloned().collect()))
+            .filter_map(|(key, entry)| {
+                let left = entry.left.lock().expect("left lock").clone()?;
+                Some((key, ServerListing::clone(&left.listing), left.deleting))
             })
             .collect()
     }
@@ -207,7 +239,7 @@ impl ServerGuard {
         if let Some(l) = &self.guard.listing
             && l.fetched.elapsed() < max_age
         {
-            return Ok(l.clone());
+            return Ok(ServerListing::clone(l));
         }
         let fetched = Instant::now();
         let fetched_at = jiff::Timestamp::now();
@@ -222,7 +254,7 @@ impl ServerGuard {
         self.guard
             .deleting
             .retain(|id, at| listed.contains(id.as_str()) && at.elapsed() < DELETE_PATIENCE);
-        self.guard.listing = Some(listing.clone());
+        self.guard.listing = Some(Arc::new(listing.clone()));
         Ok(listing)
     }
 
@@ -230,6 +262,7 @@ impl ServerGuard {
     /// this server counts it without listing again.
     pub fn add(&mut self, item: Item) {
         if let Some(l) = &mut self.guard.listing {
+            let l = Arc::make_mut(l);
             l.items.retain(|i| i.id != item.id);
             l.items.push(item);
         }
@@ -269,5 +302,91 @@ impl ServerGuard {
     /// Forces the next reader to list again (an outcome we could not observe).
     pub fn invalidate(&mut self) {
         self.guard.listing = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(server: u64) -> ServerKey {
+        ServerKey {
+            provider: ("ns".into(), "acme".into()),
+            server,
+            class: Class::Snapshot,
+        }
+    }
+
+    fn item(id: &str) -> Item {
+        Item {
+            id: id.into(),
+            label: format!("snap-{id}"),
+            state: RemoteState::Ready,
+            raw_status: "active".into(),
+            created_at: None,
+            size_mb: None,
+            protected: false,
+            automatic: false,
+        }
+    }
+
+    async fn list(listings: &Listings, server: u64, ids: &[&str]) {
+        let items = ids.iter().map(|id| item(id)).collect();
+        listings
+            .lock(&key(server))
+            .await
+            .listing(Duration::ZERO, || async {
+                Ok(Listing {
+                    items,
+                    complete: true,
+                })
+            })
+            .await
+            .expect("listed");
+    }
+
+    fn published(listings: &Listings) -> Vec<(u64, Vec<String>)> {
+        let mut seen: Vec<(u64, Vec<String>)> = listings
+            .cached(&("ns".into(), "acme".into()), Class::Snapshot)
+            .into_iter()
+            .map(|(k, l, _)| (k.server, l.items.into_iter().map(|i| i.id).collect()))
+            .collect();
+        seen.sort();
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_busy_server_is_still_seen_as_its_last_holder_left_it() {
+        let listings = Listings::default();
+        list(&listings, 1, &["a"]).await;
+        list(&listings, 2, &["b"]).await;
+        let both = vec![(1, vec!["a".to_string()]), (2, vec!["b".to_string()])];
+        assert_eq!(published(&listings), both);
+
+        // A reconcile holds server 1 and has changed its listing, not yet let go: readers
+        // that do not wait (the occupancy publisher) see it as it was, not as missing.
+        let mut busy = listings.lock(&key(1)).await;
+        busy.add(item("c"));
+        busy.note_deleting("a");
+        assert_eq!(published(&listings), both, "a busy server is not left out");
+        drop(busy);
+        let after = listings.cached(&("ns".into(), "acme".into()), Class::Snapshot);
+        let one = after
+            .iter()
+            .find(|(k, _, _)| k.server == 1)
+            .expect("server 1");
+        assert_eq!(
+            one.1.items.len(),
+            2,
+            "what the holder left is seen once it let go"
+        );
+        assert_eq!(one.2, BTreeSet::from(["a".to_string()]));
+
+        // An outcome it could not observe clears the cache for the next reconcile; readers
+        // keep the last listing (its time says how old it is) until a new one.
+        let mut unsure = listings.lock(&key(2)).await;
+        unsure.invalidate();
+        drop(unsure);
+        assert_eq!(published(&listings)[1], (2, vec!["b".to_string()]));
     }
 }
