@@ -16,7 +16,9 @@
 //!   created) rewrites at most [`CHURN_BYTES_PER_INTERVAL`] of changed shards per interval,
 //!   the least recently written first: large rewrites stalled the objects' own writes around
 //!   them and took apiserver time they needed (measured with `vpsnap-bench`, README "Why
-//!   targets are still missed"). New shards are written at once. A change of the shard count
+//!   targets are still missed"). While the operator is writing its objects (it made writes
+//!   since the last look), changed shards wait altogether — the view yields to the work it
+//!   describes — for at most [`CHURN_YIELD_MAX`] in a row. New shards are written at once. A change of the shard count
 //!   rewrites every shard, so it waits until the count has held for [`RECOUNT_SETTLE`] (a
 //!   growing fleet steps through several) or has waited [`RECOUNT_MAX_WAIT`]; meanwhile the
 //!   old shards stand. A settled fleet costs `shards / REFRESH` writes.
@@ -61,6 +63,9 @@ pub const CHURN_BYTES_PER_INTERVAL: usize = 128 * 1024;
 pub const RECOUNT_SETTLE: Duration = Duration::from_secs(30);
 /// … or once a recount has waited this long, for a fleet whose count keeps changing.
 pub const RECOUNT_MAX_WAIT: Duration = Duration::from_secs(5 * 60);
+/// Changed shards yield to the objects' own writes for at most this long in a row; then the
+/// byte budget applies while the objects are still being written.
+pub const CHURN_YIELD_MAX: Duration = Duration::from_secs(60);
 /// Shards per account at most (2^10).
 const MAX_SHARD_BITS: u32 = 10;
 
@@ -79,6 +84,8 @@ pub trait Source: Send + Sync {
     fn accounts(&self) -> Vec<Account>;
     /// Every server and class of `account` the operator knows.
     fn occupancy(&self, account: &Account) -> Vec<ServerOccupancyStatus>;
+    /// Writes of its objects this process has made so far (any count that grows with them).
+    fn object_writes(&self) -> u64;
 }
 
 /// The operator's own view: the providers it caches and, per account, the occupancy its
@@ -110,6 +117,12 @@ impl Source for ContextSource {
         let mut all = sb::occupancy::of_account::<VpsSnapshot>(&self.0, &key);
         all.extend(sb::occupancy::of_account::<VpsBackup>(&self.0, &key));
         all.into_iter().map(published).collect()
+    }
+
+    fn object_writes(&self) -> u64 {
+        let snapshots = self.0.snapshots.get().map_or(0, |i| i.writes_made());
+        let backups = self.0.backups.get().map_or(0, |i| i.writes_made());
+        snapshots + backups
     }
 }
 
@@ -339,11 +352,36 @@ struct PendingRecount {
 /// shards stand). Otherwise every shard never written, and of the others, those written
 /// longest ago first (so every changing shard has its turn), up to
 /// [`CHURN_BYTES_PER_INTERVAL`] and at least one.
+/// Whether changed shards may be rewritten at this look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Churn {
+    /// Up to [`CHURN_BYTES_PER_INTERVAL`], those written longest ago first.
+    Budget,
+    /// None: the operator is writing its objects.
+    Yield,
+}
+
+/// Changed shards yield while the operator made writes of its objects since the last look
+/// (`busy`), for at most [`CHURN_YIELD_MAX`] in a row; `busy_since` is when that began.
+fn churn(busy_since: &mut Option<Timestamp>, busy: bool, now: Timestamp) -> Churn {
+    if !busy {
+        *busy_since = None;
+        return Churn::Budget;
+    }
+    let since = *busy_since.get_or_insert(now);
+    if now.duration_since(since).as_secs() >= CHURN_YIELD_MAX.as_secs() as i64 {
+        Churn::Budget
+    } else {
+        Churn::Yield
+    }
+}
+
 fn to_write<'a>(
     shards: &'a [Shard],
     known: &BTreeMap<u32, Option<Published>>,
     pending: &mut Option<PendingRecount>,
     wait: RecountWait,
+    churn: Churn,
     now: Timestamp,
 ) -> Vec<&'a Shard> {
     let last = |s: &Shard| known.get(&s.index).cloned().flatten();
@@ -365,14 +403,14 @@ fn to_write<'a>(
     let (new, mut changed): (Vec<_>, Vec<_>) = due.into_iter().partition(|(_, l)| l.is_none());
     changed.sort_by_key(|(s, l)| (l.as_ref().map(|l| l.at), s.index));
     let mut budget = CHURN_BYTES_PER_INTERVAL;
-    let churn = changed.into_iter().enumerate().take_while(|(n, (s, _))| {
+    let rewrites = changed.into_iter().enumerate().take_while(|(n, (s, _))| {
         let bytes = shard_bytes(s);
-        let fits = *n == 0 || bytes <= budget;
+        let fits = churn == Churn::Budget && (*n == 0 || bytes <= budget);
         budget = budget.saturating_sub(bytes);
         fits
     });
     new.into_iter()
-        .chain(churn.map(|(_, c)| c))
+        .chain(rewrites.map(|(_, c)| c))
         .map(|(s, _)| s)
         .collect()
 }
@@ -439,6 +477,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let mut publisher = Publisher::new(client);
+    let mut object_writes = source.object_writes();
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -447,6 +486,9 @@ pub async fn run(
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
+        let writes = source.object_writes();
+        publisher.look(writes != object_writes, Timestamp::now());
+        object_writes = writes;
         let accounts = source.accounts();
         publisher.retain(&accounts);
         for account in accounts {
@@ -472,6 +514,9 @@ pub struct Publisher {
     /// Per account: a new shard count waiting to settle.
     pending: HashMap<Account, PendingRecount>,
     wait: RecountWait,
+    /// Since when the operator has been writing its objects, look after look.
+    busy_since: Option<Timestamp>,
+    churn: Churn,
 }
 
 impl Publisher {
@@ -481,7 +526,15 @@ impl Publisher {
             known: HashMap::new(),
             pending: HashMap::new(),
             wait: RecountWait::default(),
+            busy_since: None,
+            churn: Churn::Budget,
         }
+    }
+
+    /// A look begins: whether the operator made writes of its objects since the last one
+    /// decides whether changed shards are rewritten at it ([`Churn`]).
+    pub fn look(&mut self, busy: bool, now: Timestamp) {
+        self.churn = churn(&mut self.busy_since, busy, now);
     }
 
     /// Waits `wait` before writing a new shard count instead of the defaults.
@@ -515,7 +568,7 @@ impl Publisher {
         }
         let known = self.known.entry(account.clone()).or_default();
         let mut pending = self.pending.remove(account);
-        let writing = to_write(&shards, known, &mut pending, self.wait, now);
+        let writing = to_write(&shards, known, &mut pending, self.wait, self.churn, now);
         if let Some(p) = pending {
             // The old shards stand, whole, until the new count is written.
             self.pending.insert(account.clone(), p);
@@ -800,6 +853,7 @@ mod tests {
                 &BTreeMap::new(),
                 &mut none,
                 RecountWait::default(),
+                Churn::Budget,
                 t(9)
             )
             .len(),
@@ -816,6 +870,7 @@ mod tests {
                 &known,
                 &mut none,
                 RecountWait::default(),
+                Churn::Budget,
                 t(9)
             )),
             vec![7, 6, 5]
@@ -832,6 +887,7 @@ mod tests {
                 &old,
                 &mut none,
                 RecountWait::default(),
+                Churn::Budget,
                 t(9)
             )),
             vec![0]
@@ -847,8 +903,83 @@ mod tests {
                 }),
             );
         }
-        assert!(to_write(&shards, &known, &mut none, RecountWait::default(), t(9)).is_empty());
+        assert!(
+            to_write(
+                &shards,
+                &known,
+                &mut none,
+                RecountWait::default(),
+                Churn::Budget,
+                t(9)
+            )
+            .is_empty()
+        );
         assert_eq!(none, None);
+    }
+
+    #[test]
+    fn changed_shards_yield_to_the_objects_own_writes_for_a_bounded_time() {
+        let shards: Vec<Shard> = (0..4).map(|i| shard_of(i, 4, 100)).collect();
+        let mut none = None;
+        let mut known: BTreeMap<u32, Option<Published>> =
+            (0..3).map(|i| (i, changed_since(t(0), 4))).collect();
+        // While the operator writes its objects: no rewrite of a changed shard; a shard never
+        // written is still written at once.
+        let yielding = to_write(
+            &shards,
+            &known,
+            &mut none,
+            RecountWait::default(),
+            Churn::Yield,
+            t(9),
+        );
+        assert_eq!(indices(yielding), vec![3]);
+        known.insert(3, changed_since(t(0), 4));
+        assert!(
+            to_write(
+                &shards,
+                &known,
+                &mut none,
+                RecountWait::default(),
+                Churn::Yield,
+                t(9)
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            to_write(
+                &shards,
+                &known,
+                &mut none,
+                RecountWait::default(),
+                Churn::Budget,
+                t(9)
+            )
+            .len(),
+            4,
+            "small shards: all within one budget"
+        );
+
+        // The yield: from the first busy look, for CHURN_YIELD_MAX at most; a quiet look
+        // ends it, and the next busy one starts it afresh.
+        let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
+        let max = CHURN_YIELD_MAX.as_secs() as i64;
+        let mut since = None;
+        assert_eq!(churn(&mut since, false, at(0)), Churn::Budget);
+        assert_eq!(churn(&mut since, true, at(5)), Churn::Yield);
+        assert_eq!(churn(&mut since, true, at(5 + max - 1)), Churn::Yield);
+        assert_eq!(
+            churn(&mut since, true, at(5 + max)),
+            Churn::Budget,
+            "bounded"
+        );
+        assert_eq!(churn(&mut since, true, at(10 + max)), Churn::Budget);
+        assert_eq!(churn(&mut since, false, at(15 + max)), Churn::Budget);
+        assert_eq!(
+            churn(&mut since, true, at(20 + max)),
+            Churn::Yield,
+            "afresh"
+        );
     }
 
     #[test]
@@ -857,7 +988,15 @@ mod tests {
                       known: &BTreeMap<u32, Option<Published>>,
                       pending: &mut Option<PendingRecount>,
                       now: Timestamp| {
-            to_write(shards, known, pending, RecountWait::default(), now).len()
+            to_write(
+                shards,
+                known,
+                pending,
+                RecountWait::default(),
+                Churn::Budget,
+                now,
+            )
+            .len()
         };
         let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
         let settle = RECOUNT_SETTLE.as_secs() as i64;

@@ -140,6 +140,8 @@ pub struct Index<K: RestorePoint> {
     clock: Arc<ResyncClock>,
     wake: tokio::sync::mpsc::UnboundedSender<ObjKey>,
     woken: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ObjKey>>>,
+    /// Writes made since this process began: how busy its objects keep the apiserver.
+    writes: std::sync::atomic::AtomicU64,
 }
 
 impl<K: RestorePoint> Index<K> {
@@ -151,6 +153,7 @@ impl<K: RestorePoint> Index<K> {
             clock: Arc::default(),
             wake,
             woken: Mutex::new(Some(woken)),
+            writes: Default::default(),
         }
     }
 
@@ -171,6 +174,11 @@ impl<K: RestorePoint> Index<K> {
         let mut inner = self.inner.lock().expect("index lock");
         inner.in_flight.entry(key.clone()).or_default().writes += 1;
         InFlight { index: self, key }
+    }
+
+    /// How many writes of its objects this process has made (answered, not refused).
+    pub fn writes_made(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// One write of `key` ended; once none is left, the versions held meanwhile are judged
@@ -367,6 +375,9 @@ impl<K: RestorePoint> InFlight<'_, K> {
     /// The write went through: records it (`Index::record_write`) and judges what the watch
     /// delivered meanwhile.
     pub fn answered(self, seen: Option<&str>, written: K, by: Writer) {
+        self.index
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.index.record_write(seen, written, by);
     }
 }
@@ -827,6 +838,11 @@ mod tests {
         assert_eq!(f.feed(Event::Apply(snap("a", 1, "15"))), Held);
         drop(flight);
         assert_eq!(woken(&mut wakes), ["a"]);
+        assert_eq!(
+            f.index.writes_made(),
+            3,
+            "writes made count (the publisher yields to them); a refused one does not"
+        );
         assert_eq!(
             f.feed(Event::Apply(snap("a", 1, "16"))),
             News,
