@@ -498,8 +498,14 @@ pub async fn run(
             else {
                 continue;
             };
-            if let Err(e) = publisher.publish(&account, shards).await {
-                tracing::warn!(provider = %account.name, namespace = %account.namespace, error = %e, "could not publish occupancy");
+            match publisher.publish(&account, shards).await {
+                Ok(0) => {}
+                Ok(writes) => {
+                    tracing::debug!(provider = %account.name, namespace = %account.namespace, writes, "published occupancy")
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %account.name, namespace = %account.namespace, error = %e, "could not publish occupancy")
+                }
             }
         }
     }
