@@ -845,59 +845,46 @@ mod tests {
         Shard { index, of, servers }
     }
 
+    /// `to_write` with no recount (none pending, none planned), as shard indices.
+    fn written(
+        shards: &[Shard],
+        known: &BTreeMap<u32, Option<Published>>,
+        churn: Churn,
+    ) -> Vec<u32> {
+        let mut pending = None;
+        let w = to_write(
+            shards,
+            known,
+            &mut pending,
+            RecountWait::default(),
+            churn,
+            t(9),
+        );
+        assert_eq!(pending, None, "no recount");
+        indices(w)
+    }
+
     #[test]
     fn a_fleet_in_churn_rewrites_a_byte_budget_per_interval_oldest_first() {
         let third = CHURN_BYTES_PER_INTERVAL / 3;
         let shards: Vec<Shard> = (0..8).map(|i| shard_of(i, 8, third)).collect();
         assert!(shard_bytes(&shards[0]) < CHURN_BYTES_PER_INTERVAL / 2);
-        let mut none = None;
 
         // Never written: all at once.
-        assert_eq!(
-            to_write(
-                &shards,
-                &BTreeMap::new(),
-                &mut none,
-                RecountWait::default(),
-                Churn::Budget,
-                t(9)
-            )
-            .len(),
-            8
-        );
+        assert_eq!(written(&shards, &BTreeMap::new(), Churn::Budget).len(), 8);
         // All changed: as many of those written longest ago as the budget holds (two of a
         // third and more each), plus the one never written.
         let mut known: BTreeMap<u32, Option<Published>> = (0..7)
             .map(|i| (i, changed_since(t(8 - i as i64), 8)))
             .collect();
-        assert_eq!(
-            indices(to_write(
-                &shards,
-                &known,
-                &mut none,
-                RecountWait::default(),
-                Churn::Budget,
-                t(9)
-            )),
-            vec![7, 6, 5]
-        );
+        assert_eq!(written(&shards, &known, Churn::Budget), vec![7, 6, 5]);
         // A shard larger than the budget still has its turn, alone.
         let big: Vec<Shard> = (0..2)
             .map(|i| shard_of(i, 2, CHURN_BYTES_PER_INTERVAL + 1))
             .collect();
         let old: BTreeMap<u32, Option<Published>> =
             (0..2).map(|i| (i, changed_since(t(i as i64), 2))).collect();
-        assert_eq!(
-            indices(to_write(
-                &big,
-                &old,
-                &mut none,
-                RecountWait::default(),
-                Churn::Budget,
-                t(9)
-            )),
-            vec![0]
-        );
+        assert_eq!(written(&big, &old, Churn::Budget), vec![0]);
         // Nothing changed: nothing written.
         for (i, s) in shards.iter().enumerate() {
             known.insert(
@@ -909,59 +896,21 @@ mod tests {
                 }),
             );
         }
-        assert!(
-            to_write(
-                &shards,
-                &known,
-                &mut none,
-                RecountWait::default(),
-                Churn::Budget,
-                t(9)
-            )
-            .is_empty()
-        );
-        assert_eq!(none, None);
+        assert!(written(&shards, &known, Churn::Budget).is_empty());
     }
 
     #[test]
     fn changed_shards_yield_to_the_objects_own_writes_for_a_bounded_time() {
         let shards: Vec<Shard> = (0..4).map(|i| shard_of(i, 4, 100)).collect();
-        let mut none = None;
         let mut known: BTreeMap<u32, Option<Published>> =
             (0..3).map(|i| (i, changed_since(t(0), 4))).collect();
         // While the operator writes its objects: no rewrite of a changed shard; a shard never
         // written is still written at once.
-        let yielding = to_write(
-            &shards,
-            &known,
-            &mut none,
-            RecountWait::default(),
-            Churn::Yield,
-            t(9),
-        );
-        assert_eq!(indices(yielding), vec![3]);
+        assert_eq!(written(&shards, &known, Churn::Yield), vec![3]);
         known.insert(3, changed_since(t(0), 4));
-        assert!(
-            to_write(
-                &shards,
-                &known,
-                &mut none,
-                RecountWait::default(),
-                Churn::Yield,
-                t(9)
-            )
-            .is_empty()
-        );
+        assert!(written(&shards, &known, Churn::Yield).is_empty());
         assert_eq!(
-            to_write(
-                &shards,
-                &known,
-                &mut none,
-                RecountWait::default(),
-                Churn::Budget,
-                t(9)
-            )
-            .len(),
+            written(&shards, &known, Churn::Budget).len(),
             4,
             "small shards: all within one budget"
         );
