@@ -18,10 +18,11 @@
 //!   them and took apiserver time they needed (measured with `vpsnap-bench`, README "Why
 //!   targets are still missed"). While the operator is writing its objects (it made writes
 //!   since the last look), changed shards wait altogether — the view yields to the work it
-//!   describes — for at most [`CHURN_YIELD_MAX`] in a row. New shards are written at once. A change of the shard count
-//!   rewrites every shard, so it waits until the count has held for [`RECOUNT_SETTLE`] (a
-//!   growing fleet steps through several) or has waited [`RECOUNT_MAX_WAIT`]; meanwhile the
-//!   old shards stand. A settled fleet costs `shards / REFRESH` writes.
+//!   describes — for at most [`CHURN_YIELD_MAX`] in a row. New shards are written at once.
+//!   A change of the shard count rewrites every shard, so it waits until the count has held
+//!   for [`RECOUNT_SETTLE`] (a growing fleet steps through several) or has waited
+//!   [`RECOUNT_MAX_WAIT`]; meanwhile the old shards stand. A settled fleet costs
+//!   `shards / REFRESH` writes.
 //! - **Reads**: nothing is watched or cached. After a start, the namespace's occupancy
 //!   objects are listed once per account to learn what is already published, so a restart
 //!   rewrites nothing that is current and removes shards of an older shard count.
